@@ -1,0 +1,1 @@
+"""Data: the ActionStream, procedural agents, sharded episode storage and PyTorch datasets."""
