@@ -7,3 +7,8 @@ __all__ = [
     "COLORS", "LAYOUT", "LAYOUT_VERSION", "SCREEN", "TOOLS",
     "Layout", "Minipaint", "MinipaintState", "Snapshot", "validate_action",
 ]
+
+from .env import MinipaintEnv, register as _register_env  # noqa: E402
+
+_register_env()
+__all__ += ["MinipaintEnv"]

@@ -1,0 +1,196 @@
+"""LatentCNN: predicts the next latent from the current one and two consecutive actions (SPEC §4).
+
+    from infinipaint.models.dynamics import LatentCNN, DYNAMICS_PRESETS
+    net = LatentCNN(DYNAMICS_PRESETS["cpu"])
+    delta = net(z, planes)                 # z (B, 16, 56, 56), planes (B, 4, 56, 56) -> (B, 16, 56, 56)
+    z_next = z + delta
+    loss, logs = net.loss(batch)           # batch from the latent-transition dataset
+
+A flat, single-resolution 56x56 CNN. The latent and the four action channels ([a_prev, a_next]:
+cursor heatmap and button plane each) are projected to the hidden width and summed; residual
+blocks follow, each normalised by Spatial Adaptive GroupNorm (GroupNorm whose per-position scale
+and shift come from action features); the head predicts the delta z_{t+1} - z_t, zero-initialised
+so an untrained net predicts "nothing changes".
+
+Loss ("balanced L1"): mean |error| over latent positions that change plus mean |error| over those
+that do not, averaged, so the sparse changes (under 1 % of positions for a stroke) are not drowned
+by the unchanged majority. Training also perturbs the input latent with Gaussian noise and unrolls
+the model on its own predictions for `unroll` steps (see `loss`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACTION_CHANNELS = 4
+
+
+@dataclass
+class DynamicsConfig:
+    """Architecture and loss of the LatentCNN. Saved in every checkpoint."""
+
+    preset: str = "cpu"  # preset this config started from (recorded, not interpreted)
+    latent_channels: int = 16  # channels of z; must match the VAE
+    hidden: int = 96  # width of the 56x56 feature map
+    blocks: int = 4  # residual blocks
+    action_features: int = 32  # width of the action feature map that drives the AdaGN
+    groups: int = 8  # GroupNorm groups
+    change_threshold: float = 0.05  # |z_{t+1} - z_t| above this (any channel) marks a changed position
+    noise_std: float = 0.02  # std of Gaussian noise added to the input latent during training
+    unroll: int = 1  # training steps fed back on the model's own predictions (1: one-step)
+
+    def __post_init__(self) -> None:
+        if min(self.latent_channels, self.hidden, self.blocks, self.action_features, self.groups, self.unroll) < 1:
+            raise ValueError("latent_channels, hidden, blocks, action_features, groups and unroll must be >= 1")
+        if self.hidden % self.groups:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by groups ({self.groups})")
+        if self.change_threshold <= 0 or self.noise_std < 0:
+            raise ValueError("change_threshold must be > 0 and noise_std >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DYNAMICS_PRESETS: dict[str, DynamicsConfig] = {
+    "tiny": DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4),
+    "cpu": DynamicsConfig(preset="cpu"),
+    "paper": DynamicsConfig(preset="paper", hidden=256, blocks=4, action_features=64, groups=32),
+}
+
+
+class SpatialAdaGN(nn.Module):
+    """GroupNorm(h) * (1 + scale(a)) + shift(a), with per-position scale and shift from action features."""
+
+    def __init__(self, channels: int, features: int, groups: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels, affine=False)
+        self.to_scale_shift = nn.Conv2d(features, 2 * channels, 3, padding=1)
+        nn.init.zeros_(self.to_scale_shift.weight)
+        nn.init.zeros_(self.to_scale_shift.bias)
+
+    def forward(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.to_scale_shift(a).chunk(2, dim=1)  # (B, C, 56, 56) each
+        return self.norm(h) * (1 + scale) + shift
+
+
+class AdaBlock(nn.Module):
+    def __init__(self, c: DynamicsConfig) -> None:
+        super().__init__()
+        self.norm1 = SpatialAdaGN(c.hidden, c.action_features, c.groups)
+        self.conv1 = nn.Conv2d(c.hidden, c.hidden, 3, padding=1)
+        self.norm2 = SpatialAdaGN(c.hidden, c.action_features, c.groups)
+        self.conv2 = nn.Conv2d(c.hidden, c.hidden, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        r = self.conv1(F.silu(self.norm1(h, a)))
+        r = self.conv2(F.silu(self.norm2(r, a)))
+        return h + r
+
+
+class LatentCNN(nn.Module):
+    def __init__(self, config: DynamicsConfig | None = None) -> None:
+        super().__init__()
+        c = self.config = config or DynamicsConfig()
+        self.z_in = nn.Conv2d(c.latent_channels, c.hidden, 3, padding=1)
+        self.a_in = nn.Conv2d(ACTION_CHANNELS, c.hidden, 3, padding=1)
+        self.a_features = nn.Sequential(
+            nn.Conv2d(ACTION_CHANNELS, c.action_features, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(c.action_features, c.action_features, 3, padding=1), nn.SiLU(),
+        )
+        self.blocks = nn.ModuleList(AdaBlock(c) for _ in range(c.blocks))
+        self.out_norm = nn.GroupNorm(c.groups, c.hidden)
+        self.head = nn.Conv2d(c.hidden, c.latent_channels, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        # Per-channel latent statistics of the training data: the net works on normalised latents,
+        # so noise, the change threshold and the loss mean the same for any VAE.
+        self.register_buffer("z_mean", torch.zeros(c.latent_channels))
+        self.register_buffer("z_std", torch.ones(c.latent_channels))
+        self.block_norms: list[float] = []  # per-block activation RMS of the last forward (viewer)
+
+    def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.z_mean.copy_(mean)
+        self.z_std.copy_(std.clamp(min=1e-4))
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.z_mean.view(1, -1, 1, 1)) / self.z_std.view(1, -1, 1, 1)
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.z_std.view(1, -1, 1, 1) + self.z_mean.view(1, -1, 1, 1)
+
+    def step(self, z: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+        """Next raw latent: z + delta, for raw (VAE-scale) latents."""
+        zn = self.normalize(z.float())
+        return self.denormalize(zn + self(zn, planes).float())
+
+    def forward(self, z: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+        """The delta of a normalised latent z (B, C, 56, 56) under action planes (B, 4, 56, 56)."""
+        h = self.z_in(z) + self.a_in(planes)  # (B, hidden, 56, 56)
+        a = self.a_features(planes)  # (B, action_features, 56, 56)
+        norms = []
+        for block in self.blocks:
+            h = block(h, a)
+            norms.append(h.detach().float().pow(2).mean().sqrt())
+        self.block_norms = [float(n) for n in norms] if not self.training else []
+        return self.head(F.silu(self.out_norm(h)))  # (B, C, 56, 56)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --------------------------------------------------------------------------------- loss
+    def balanced_l1(self, pred: torch.Tensor, target: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Mean L1 over changed positions and over unchanged ones, averaged.
+
+        pred/target: next latents (B, C, H, W); changed: bool (B, 1, H, W). A side with no
+        positions in the batch contributes nothing (the other side alone is the loss).
+        """
+        err = (pred.float() - target.float()).abs().mean(dim=1, keepdim=True)  # (B, 1, H, W)
+        mask = changed.float()
+        n_changed, n_same = mask.sum(), (1 - mask).sum()
+        l_changed = (err * mask).sum() / n_changed.clamp(min=1)
+        l_same = (err * (1 - mask)).sum() / n_same.clamp(min=1)
+        if n_changed == 0:
+            loss = l_same
+        elif n_same == 0:
+            loss = l_changed
+        else:
+            loss = 0.5 * (l_changed + l_same)
+        return loss, {"l1_changed": float(l_changed.detach()), "l1_same": float(l_same.detach()),
+                      "changed_share": float(n_changed / mask.numel())}
+
+    def changed_mask(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        return (z1.float() - z0.float()).abs().amax(dim=1, keepdim=True) > self.config.change_threshold
+
+    def normalize_seq(self, zs: torch.Tensor) -> torch.Tensor:
+        b, t = zs.shape[:2]
+        return self.normalize(zs.flatten(0, 1)).unflatten(0, (b, t))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Unrolled balanced-L1 loss.
+
+        batch["z"]: (B, K+1, C, 56, 56) raw VAE latents of frames t..t+K; batch["planes"]: (B, K, 4, 56, 56)
+        action planes [a_prev, a_next] of each transition. The first input gets Gaussian noise; from
+        the second transition on, the input is the model's own (noised) prediction, so the model
+        learns to correct its own drift. Each transition's loss is averaged.
+        """
+        zs, planes = self.normalize_seq(batch["z"].float()), batch["planes"]
+        k = min(self.config.unroll, planes.shape[1])
+        z = zs[:, 0]
+        total = 0.0
+        logs: dict[str, float] = {}
+        for t in range(k):
+            noisy = z + self.config.noise_std * torch.randn_like(z)
+            pred = noisy + self(noisy, planes[:, t])
+            target = zs[:, t + 1]
+            loss_t, logs_t = self.balanced_l1(pred, target, self.changed_mask(zs[:, t], target))
+            total = total + loss_t / k
+            if t == 0:
+                logs.update(logs_t)
+            z = pred
+        logs[f"loss_step{k}"] = float(loss_t.detach())
+        return total, logs

@@ -1,0 +1,160 @@
+"""WorldModel: the VAE and the LatentCNN run as a paint program on a rolling latent.
+
+    from infinipaint.models.world_model import WorldModel
+    wm = WorldModel.load("weights/cpu")
+    frame = wm.reset(first_frame)          # encode once; returns the decoded frame
+    frame = wm.step((100, 120, 1))         # z <- z + f(z, a_prev, a); decode only to show
+    frames = wm.rollout(first_frames, actions)   # batched: (B, 224, 224, 3), (B, T, 3) -> (B, T, 224, 224, 3)
+    wm.latent, wm.last_delta, wm.block_norms     # diagnostics of the last step
+
+Frames are uint8 (224, 224, 3) numpy arrays; an action is one ActionStream step `(x, y, down)`.
+The previous action of the first step is `RESET_ACTION` (Minipaint's reset cursor, button up),
+exactly as in the recorded data. Device-agnostic: `WorldModel.load(dir, device="cuda")`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from infinipaint.actions import RESET_ACTION, pair_planes
+from infinipaint.errors import CheckpointError
+from infinipaint.minipaint import SCREEN, validate_action
+
+from . import vae as vae_files
+from .checkpoint import load_state_strict, load_weights, read_info, save_weights
+from .dynamics import DynamicsConfig, LatentCNN
+from .vae import VAE
+
+DYNAMICS = "dynamics"
+
+
+def save_dynamics(model: LatentCNN, directory: str | Path, vae_dir: str | Path, meta: dict | None = None) -> Path:
+    """Write `DIR/dynamics.*`, recording which VAE (by weights checksum) it was trained on."""
+    vae_info = read_info(vae_dir, vae_files.NAME)
+    meta = {"vae_sha256": vae_info["weights"]["sha256"], "parameters": model.num_parameters(), **(meta or {})}
+    return save_weights(model, directory, DYNAMICS, config=model.config.to_dict(), meta=meta)
+
+
+def load_dynamics(directory: str | Path, map_location: str | torch.device = "cpu") -> LatentCNN:
+    info = read_info(directory, DYNAMICS)
+    try:
+        config = DynamicsConfig(**info["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(directory) / 'dynamics.json'}: bad dynamics config ({e})") from None
+    state, _ = load_weights(directory, DYNAMICS)
+    model = LatentCNN(config)
+    load_state_strict(model, state, source=str(Path(directory) / "dynamics.safetensors"))
+    return model.to(map_location).eval()
+
+
+def _as_action_tensor(actions: np.ndarray | Sequence, ndim: int) -> torch.Tensor:
+    """Validated integer actions (..., 3) with `ndim` dimensions, as an int64 tensor."""
+    a = np.asarray(actions)
+    if a.shape[-1:] != (3,) or a.ndim != ndim:
+        raise ValueError(f"actions must have {ndim} dimensions ending in 3 (x, y, down), got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"actions must be integers, got {a.dtype}")
+    if (a[..., :2] < 0).any() or (a[..., :2] >= SCREEN).any() or not np.isin(a[..., 2], (0, 1)).all():
+        raise ValueError(f"actions must have 0 <= x, y < {SCREEN} and down in {{0, 1}}")
+    return torch.from_numpy(a.astype(np.int64))
+
+
+class WorldModel:
+    def __init__(self, vae: VAE, dynamics: LatentCNN, device: str | torch.device = "cpu", bf16: bool = True) -> None:
+        if vae.config.latent_channels != dynamics.config.latent_channels:
+            raise CheckpointError(f"VAE has {vae.config.latent_channels} latent channels, the dynamics network "
+                                  f"{dynamics.config.latent_channels}: they do not belong together")
+        self.device = torch.device(device)
+        self.vae = vae.to(self.device).eval()
+        self.dynamics = dynamics.to(self.device).to(memory_format=torch.channels_last).eval()
+        self.bf16 = bf16
+        self.latent: torch.Tensor | None = None  # (1, C, 56, 56), float32
+        self.last_delta: torch.Tensor | None = None
+        self.prev_action: tuple[int, int, int] = RESET_ACTION
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool = True) -> "WorldModel":
+        """Rebuild from `DIR/vae.*` and `DIR/dynamics.*`; refuses a pair that was not trained together."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory}: no such model directory")
+        vae_info, dyn_info = read_info(directory, vae_files.NAME), read_info(directory, DYNAMICS)
+        want = dyn_info.get("meta", {}).get("vae_sha256")
+        if want is not None and want != vae_info["weights"]["sha256"]:
+            raise CheckpointError(f"{directory}: dynamics.safetensors was trained on a different VAE "
+                                  f"(sha256 {want[:12]}…, this one is {vae_info['weights']['sha256'][:12]}…)")
+        return cls(vae_files.load(directory), load_dynamics(directory), device=device, bf16=bf16)
+
+    # ------------------------------------------------------------------------------ internals
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _frames_in(self, frames: np.ndarray) -> torch.Tensor:
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.shape[-3:] != (SCREEN, SCREEN, 3):
+            raise ValueError(f"frames must be uint8 (..., {SCREEN}, {SCREEN}, 3), got "
+                             f"{getattr(frames, 'dtype', type(frames).__name__)} {getattr(frames, 'shape', '')}")
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        return x.permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=torch.channels_last)
+
+    def _frames_out(self, z: torch.Tensor) -> np.ndarray:
+        y = self.vae.decode(z)
+        return (y.float() * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        with self._autocast():
+            return self.vae.encode(self._frames_in(frames)).float()
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> np.ndarray:
+        with self._autocast():
+            return self._frames_out(z)
+
+    @torch.no_grad()
+    def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """One latent step for a batch: z (B, C, 56, 56), prev/action (B, 3) -> next z (float32)."""
+        planes = pair_planes(prev.to(self.device), action.to(self.device))  # (B, 4, 56, 56)
+        with self._autocast():
+            return self.dynamics.step(z, planes.contiguous(memory_format=torch.channels_last)).float()
+
+    # -------------------------------------------------------------------------- interactive
+    def reset(self, frame: np.ndarray) -> np.ndarray:
+        """Start from a frame (uint8 (224, 224, 3)): encode it once; returns the decoded frame."""
+        self.latent = self.encode(frame[None])
+        self.last_delta = torch.zeros_like(self.latent)
+        self.prev_action = RESET_ACTION
+        return self.decode(self.latent)[0]
+
+    def step(self, action: Sequence[int]) -> np.ndarray:
+        """Advance the rolling latent by one ActionStream step and return the decoded frame."""
+        if self.latent is None:
+            raise RuntimeError("call reset(frame) before step()")
+        action = validate_action(action)
+        prev = torch.tensor([self.prev_action])
+        nxt = self.advance(self.latent, prev, torch.tensor([action]))
+        self.last_delta = nxt - self.latent
+        self.latent = nxt
+        self.prev_action = action
+        return self.decode(self.latent)[0]
+
+    @property
+    def block_norms(self) -> list[float]:
+        return list(self.dynamics.block_norms)
+
+    def rollout(self, first_frames: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Batched rollout: first frames (B, 224, 224, 3), steps (B, T, 3) -> frames (B, T, 224, 224, 3)."""
+        z = self.encode(first_frames)
+        a = _as_action_tensor(actions, ndim=3)
+        if a.shape[0] != len(first_frames):
+            raise ValueError(f"{len(first_frames)} first frames but actions for {a.shape[0]} episodes")
+        prev = torch.tensor([RESET_ACTION] * len(first_frames))
+        out = np.empty((a.shape[0], a.shape[1], SCREEN, SCREEN, 3), dtype=np.uint8)
+        for t in range(a.shape[1]):
+            z = self.advance(z, prev, a[:, t])
+            out[:, t] = self.decode(z)
+            prev = a[:, t]
+        return out

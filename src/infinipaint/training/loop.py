@@ -1,0 +1,329 @@
+"""The one training loop, shared by the VAE and the dynamics network.
+
+    run = train(model, train_set, val_set, cfg, out="runs/vae-cpu", name="vae", resume=False)
+
+Contract: `model.loss(batch) -> (loss, logs)` where `batch` is whatever the dataset's default
+collation yields, and `model.config` is a dataclass saved beside the weights.
+
+A run lives in one folder: `config.json`, `metrics.jsonl`, `tb/` (TensorBoard), `ckpt/state.pt`
+(the resumable training state, written to a temp file and renamed over the old one only once it
+is complete) and `model/` (the exported weights: `<name>.safetensors` + `<name>.json`).
+The batch drawn at step s and every random draw inside step s are seeded by (seed, s, rank), so a
+killed run resumed from its checkpoint continues exactly as if it had never stopped. Under
+`torchrun` the same command trains with DistributedDataParallel (one process per GPU or CPU rank).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from infinipaint.errors import CheckpointError, CommandError, InfinipaintError
+
+from .config import TrainConfig
+
+STATE_FORMAT = 1
+
+
+class TrainingError(InfinipaintError):
+    """Training cannot go on (a NaN loss, for instance); the last good checkpoint is kept."""
+
+
+# ------------------------------------------------------------------------ device and precision
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Where and how tensors run: chosen once, here, for the whole process."""
+
+    device: torch.device
+    precision: str
+    channels_last: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def to(self, batch: Any) -> Any:
+        """Move a (nested) batch to the device; 4-D float tensors go channels_last if asked."""
+        if isinstance(batch, torch.Tensor):
+            batch = batch.to(self.device, non_blocking=True)
+            if self.channels_last and batch.ndim == 4:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            return batch
+        if isinstance(batch, dict):
+            return {k: self.to(v) for k, v in batch.items()}
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self.to(v) for v in batch)
+        return batch
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+
+def runtime(cfg: TrainConfig) -> Runtime:
+    """Pick the device (and start DDP under torchrun)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    name = cfg.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and world_size > 1:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world_size > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device, cfg.precision, cfg.channels_last, rank, world_size)
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+class StepBatches(Sampler[list[int]]):
+    """Batch indices for steps [start, stop): step s draws from a generator seeded by (seed, s, rank)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.stop, self.rank = start, stop, rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            rng = np.random.default_rng([self.seed, step, self.rank, 1])
+            yield rng.integers(0, self.n, self.batch_size).tolist()
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+class _LossModule(nn.Module):
+    """Wraps `model.loss` as `forward`, so DDP sees the call and syncs gradients."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any):
+        return self.model.loss(batch)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+# ----------------------------------------------------------------------------- checkpointing
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the training state atomically: temp file, fsync, rename over the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no training state to resume from") from None
+    except Exception as e:  # truncated zip, pickle garbage, foreign file
+        raise CheckpointError(f"{path}: not a readable training state ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: unknown training-state format")
+    return state
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    return config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+
+
+class MetricsLog:
+    """metrics.jsonl + TensorBoard, main process only."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.file = open(out / "metrics.jsonl", "a")
+            self.writer = SummaryWriter(str(out / "tb"))
+
+    def write(self, step: int, split: str, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+        self.file.flush()
+        for k, v in values.items():
+            self.writer.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            self.writer.close()
+
+
+# ---------------------------------------------------------------------------------- the loop
+def train(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    cfg: TrainConfig,
+    out: str | Path,
+    name: str,
+    resume: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train `model` to `cfg.steps`, resuming from `out/ckpt/state.pt` if asked. Returns a summary."""
+    from tqdm import tqdm
+
+    from infinipaint.models.checkpoint import save_weights
+
+    out = Path(out)
+    rt = runtime(cfg)
+    ckpt = out / "ckpt" / "state.pt"
+    run_config = {"component": name, "train": cfg.to_dict(), "model": _config_dict(model.config), **(meta or {})}
+    if ckpt.exists() and not resume:
+        raise CommandError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not ckpt.exists():
+        raise CommandError(f"{out}: nothing to resume (no {ckpt})")
+
+    torch.manual_seed(cfg.seed)
+    model = rt.prepare(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, elapsed = 0, 0.0
+    if resume:
+        state = load_state(ckpt)
+        if state["component"] != name or state["model_config"] != _config_dict(model.config):
+            raise CheckpointError(f"{ckpt}: belongs to a different model ({state['component']}, "
+                                  f"{state['model_config']}); it cannot be resumed with this one")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, elapsed = state["step"], state["elapsed"]
+    if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(run_config, indent=2))
+    log = MetricsLog(out, rt.is_main)
+
+    wrapped: nn.Module = _LossModule(model)
+    if rt.world_size > 1:
+        wrapped = nn.parallel.DistributedDataParallel(
+            wrapped, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+    loader = DataLoader(
+        train_set,
+        batch_sampler=StepBatches(len(train_set), cfg.batch_size, cfg.seed, start, cfg.steps, rt.rank),
+        num_workers=cfg.num_workers,
+        persistent_workers=False,
+        pin_memory=rt.device.type == "cuda",
+    )
+
+    def checkpoint(step: int) -> None:
+        if not rt.is_main:
+            return
+        save_state(ckpt, {
+            "format": STATE_FORMAT, "component": name, "step": step, "elapsed": elapsed,
+            "model_config": _config_dict(model.config), "train_config": cfg.to_dict(),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        })
+        save_weights(model, out / "model", name, _config_dict(model.config),
+                     {"step": step, "train_seconds": round(elapsed, 1), **(meta or {})})
+
+    def validate(step: int) -> dict[str, float]:
+        if val_set is None or len(val_set) == 0:
+            return {}
+        model.eval()
+        sums: dict[str, float] = defaultdict(float)
+        with torch.no_grad(), rt.autocast():
+            for j in range(cfg.val_batches):
+                rng = np.random.default_rng([cfg.seed, j, 2])
+                idx = rng.integers(0, len(val_set), cfg.batch_size).tolist()
+                batch = rt.to(torch.utils.data.default_collate([val_set[i] for i in idx]))
+                torch.manual_seed(step_seed(cfg.seed, 10**9 + j))
+                loss, logs = model.loss(batch)
+                for k, v in {"loss": float(loss), **logs}.items():
+                    sums[k] += v / cfg.val_batches
+        model.train()
+        log.write(step, "val", dict(sums))
+        return dict(sums)
+
+    model.train()
+    t_start = time.perf_counter()
+    t_log, n_log = time.perf_counter(), 0
+    sums: dict[str, float] = defaultdict(float)
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {name}", disable=not rt.is_main, dynamic_ncols=True)
+    done = start
+    val_logs: dict[str, float] = {}
+    try:
+        for step, batch in enumerate(loader, start=start):
+            batch = rt.to(batch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            torch.manual_seed(step_seed(cfg.seed, step, rt.rank))
+            with rt.autocast():
+                loss, logs = wrapped(batch)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss is {float(loss)} at step {step}; stopped. The last good "
+                                    f"checkpoint ({ckpt}) is kept; resume with a lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                logs["grad_norm"] = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            optimizer.step()
+
+            done = step + 1
+            n_log += 1
+            for k, v in {"loss": float(loss), **logs}.items():
+                sums[k] += v
+            now = time.perf_counter()
+            elapsed, t_start = elapsed + (now - t_start), now
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                rate = n_log * cfg.batch_size * rt.world_size / (now - t_log)
+                values = {k: v / n_log for k, v in sums.items()}
+                log.write(done, "train", {**values, "lr": lr_at(step, cfg), "samples_per_s": rate})
+                bar.set_postfix(loss=f"{values['loss']:.4f}", sps=f"{rate:.1f}")
+                sums.clear()
+                t_log, n_log = now, 0
+            bar.update(1)
+            if done == cfg.steps:
+                break
+            if cfg.val_every and done % cfg.val_every == 0:
+                val_logs = validate(done)
+            out_of_time = cfg.time_limit > 0 and elapsed > cfg.time_limit * 60
+            if done % cfg.ckpt_every == 0 or out_of_time:
+                checkpoint(done)
+            if out_of_time:
+                bar.write(f"time limit of {cfg.time_limit} min reached at step {done}; continue with --resume")
+                break
+        if done >= cfg.steps:
+            val_logs = validate(done)
+            checkpoint(done)
+    finally:
+        bar.close()
+        log.close()
+    return {"step": done, "elapsed": elapsed, "val": val_logs, "out": str(out)}

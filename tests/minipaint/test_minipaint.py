@@ -1,0 +1,246 @@
+import hashlib
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infinipaint.minipaint import COLORS, LAYOUT, Minipaint, MinipaintState
+from infinipaint.minipaint.layout import WHITE
+
+from .golden_script import golden_script
+
+# sha256 over the reset frame and every frame of golden_script(), pygame-ce 2.5.8.
+GOLDEN_SHA256 = "03fd472495f68cd4a6b9720c6958bb3aeed2406aaa7ba97e90d873f763db1149"
+PALETTE = {tuple(c) for c in COLORS} | {WHITE}
+
+
+def click(app, name):
+    x, y = LAYOUT.center(name)
+    app.step((x, y, 1))
+    return app.step((x, y, 0))
+
+
+def region(frame, name):
+    x, y, w, h = LAYOUT.rect(name)
+    return frame[y : y + h, x : x + w]
+
+
+def canvas_colors(frame):
+    return {tuple(c) for c in region(frame, "canvas").reshape(-1, 3)}
+
+
+def test_golden_frames():
+    app = Minipaint()
+    h = hashlib.sha256(app.reset().tobytes())
+    for action in golden_script():
+        h.update(app.step(action).tobytes())
+    assert h.hexdigest() == GOLDEN_SHA256, "rasterisation changed: check the pygame-ce pin"
+
+
+def test_frame_is_a_fresh_copy():
+    app = Minipaint()
+    f = app.reset()
+    assert f.shape == (224, 224, 3) and f.dtype == np.uint8 and f.flags.writeable
+    f[:] = 7
+    assert not np.array_equal(app.frame(), f)
+    g = app.step((5, 5, 0))
+    g[:] = 9
+    assert not np.array_equal(app.frame(), g)
+
+
+def test_reset_frame_shows_default_state():
+    f = Minipaint().reset()
+    assert canvas_colors(f) == {WHITE}
+    assert not np.array_equal(region(f, "pen"), region(f, "eraser"))
+
+
+@pytest.mark.parametrize("name", [f"color{i}" for i in range(6)])
+def test_color_press_selects_and_pen_draws_it(name):
+    app = Minipaint()
+    before = app.frame()
+    after = click(app, name)
+    i = int(name[5:])
+    assert app.state.color == i
+    if i != 0:  # colour 0 is the default: nothing to change
+        assert not np.array_equal(region(before, "toolbar"), region(after, "toolbar"))
+    f = app.step((100, 120, 1))
+    assert tuple(f[120, 100]) == COLORS[i]
+
+
+def test_tool_buttons_and_eraser_paints_white():
+    app = Minipaint()
+    app.step((60, 100, 1))
+    f = app.step((160, 100, 1))
+    app.step((160, 100, 0))
+    assert tuple(f[100, 110]) == COLORS[0]
+    f = click(app, "eraser")
+    assert app.state.tool == "eraser"
+    assert not np.array_equal(region(f, "eraser"), region(Minipaint().reset(), "eraser"))
+    app.step((110, 80, 1))
+    f = app.step((110, 140, 1))
+    assert tuple(f[100, 110]) == WHITE and tuple(f[100, 130]) == COLORS[0]
+    click(app, "pen")  # still held down from the stroke: a drag onto the button does nothing
+    assert app.state.tool == "eraser"
+    app.step((110, 140, 0))
+    click(app, "pen")
+    assert app.state.tool == "pen"
+
+
+def test_slider_press_and_drag_keep_moving_the_knob():
+    app = Minipaint()
+    for size in LAYOUT.sizes:
+        x, y = LAYOUT.slider_point(size)
+        app.step((x, y, 1))
+        assert app.state.size == size
+        app.step((x, y, 0))
+    x, y = LAYOUT.slider_point(LAYOUT.sizes[0])
+    app.step((x, y, 1))
+    app.step((x, 120, 1))  # leaves the slider vertically: still dragging the knob
+    app.step((223, 120, 1))  # past the track: clamps to the largest size
+    assert app.state.size == LAYOUT.sizes[-1]
+    f = app.step((223, 120, 1))
+    assert canvas_colors(f) == {WHITE}  # the slider drag never paints
+    app.step((223, 120, 0))
+    app.step((100, 100, 1))
+    assert app.state.size == LAYOUT.sizes[-1]
+
+
+def test_every_state_is_visible_and_distinct():
+    seen = set()
+    app = Minipaint()
+    for tool in ("pen", "eraser"):
+        for color in range(len(COLORS)):
+            for size in LAYOUT.sizes:
+                f = app.reset(MinipaintState(tool=tool, color=color, size=size))
+                seen.add(region(f, "toolbar").tobytes())
+    assert len(seen) == 2 * len(COLORS) * len(LAYOUT.sizes)
+
+
+def test_brush_size_sets_the_dot():
+    app = Minipaint()
+    widths = []
+    for size in LAYOUT.sizes:
+        app.reset(MinipaintState(size=size))
+        f = app.step((112, 128, 1))
+        widths.append(int((f[128] != 255).any(axis=1).sum()))
+    assert widths == [2 * s for s in LAYOUT.sizes]  # pygame discs span 2r pixels
+
+
+def test_drag_from_a_button_does_nothing():
+    app = Minipaint()
+    before = click(app, "color2")
+    x, y = LAYOUT.center("color2")
+    app.step((x, y, 1))
+    for yy in range(y, 200, 10):
+        f = app.step((x, yy, 1))
+    assert np.array_equal(f, before)
+    x, y = 40, 1  # dead space in the toolbar, above the buttons
+    assert LAYOUT.control_at(x, y) is None
+    app.step((x, y, 0))
+    app.step((x, y, 1))
+    assert np.array_equal(app.step((x, 100, 1)), before)
+
+
+def test_hover_and_release_leave_the_frame():
+    app = Minipaint()
+    app.step((50, 80, 1))
+    f = app.step((90, 80, 1))
+    for a in [(90, 80, 0), (120, 150, 0), (*LAYOUT.center("eraser"), 0), (3, 200, 0)]:
+        assert np.array_equal(app.step(a), f)
+    assert app.state.tool == "pen"
+
+
+def test_strokes_are_clipped_to_the_canvas():
+    app = Minipaint()
+    toolbar = region(app.frame(), "toolbar").copy()
+    app.reset(MinipaintState(size=LAYOUT.sizes[-1]))
+    toolbar = region(app.frame(), "toolbar").copy()
+    app.step((100, 33, 1))
+    app.step((150, 34, 1))
+    f = app.step((200, 33, 1))
+    assert np.array_equal(region(f, "toolbar"), toolbar)
+    assert (region(f, "canvas") != 255).any()
+
+
+BAD_ACTIONS = [
+    (224, 10, 0), (-1, 10, 0), (10, 224, 1), (10, 10, 2), (10, 10, -1),
+    (10.5, 10, 0), (float("nan"), 10, 0), (10, float("inf"), 1), ("10", 10, 0), (None, 1, 0),
+    (10, 10), (10, 10, 1, 0), (), "abc", 5, None,
+]
+
+
+@pytest.mark.parametrize("action", BAD_ACTIONS, ids=repr)
+def test_bad_actions_raise_and_leave_state(action):
+    app = Minipaint()
+    app.step((50, 80, 1))
+    state, frame = app.state, app.frame()
+    with pytest.raises(ValueError):
+        app.step(action)
+    assert app.state == state and np.array_equal(app.frame(), frame)
+    app.step((60, 80, 1))  # still drags from where it was
+    assert (region(app.frame(), "canvas") != 255).any()
+
+
+def test_clip_option_clips():
+    app = Minipaint()
+    app.step((-20, 500, 7), clip=True)
+    assert app.state.cursor == (0, 223) and app.state.down
+    app.step((300.4, 50.6, 0), clip=True)
+    assert app.state.cursor == (223, 51) and not app.state.down
+    with pytest.raises(ValueError):
+        app.step((float("nan"), 1, 0), clip=True)
+
+
+def test_snapshot_restore():
+    app = Minipaint()
+    app.step((50, 80, 1))
+    snap = app.snapshot()
+    expected = [app.step(a) for a in [(90, 80, 1), (90, 120, 1), (90, 120, 0)]]
+    click(app, "eraser")
+    app.step((10, 100, 1))
+    app.restore(snap)
+    assert app.state == snap.state
+    assert all(np.array_equal(app.step(a), e) for a, e in zip([(90, 80, 1), (90, 120, 1), (90, 120, 0)], expected))
+
+
+actions = st.tuples(st.integers(0, 223), st.integers(0, 223), st.integers(0, 1))
+# Bias towards the toolbar so controls get pressed often.
+toolbar_actions = st.tuples(st.integers(0, 223), st.integers(0, 40), st.integers(0, 1))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(actions, toolbar_actions), min_size=1, max_size=300))
+def test_random_streams(stream):
+    a, b = Minipaint(), Minipaint()
+    ref = Minipaint()
+    for action in stream:
+        fa, fb = a.step(action), b.step(action)
+        assert np.array_equal(fa, fb)
+    s = a.state
+    assert s.tool in ("pen", "eraser") and 0 <= s.color < len(COLORS) and s.size in LAYOUT.sizes
+    assert s.cursor == stream[-1][:2] and s.down == bool(stream[-1][2])
+    # The toolbar is a function of (tool, colour, size) alone, and the canvas is never anti-aliased.
+    truth = ref.reset(MinipaintState(tool=s.tool, color=s.color, size=s.size))
+    assert np.array_equal(region(fa, "toolbar"), region(truth, "toolbar"))
+    assert canvas_colors(fa) <= PALETTE
+
+
+def test_gymnasium_env():
+    env = gym.make("Minipaint-v0", render_mode="rgb_array")
+    check_env(env.unwrapped)
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(np.array([100, 120, 1]))
+    assert obs.shape == (224, 224, 3) and reward == 0.0 and not terminated and not truncated
+    assert np.array_equal(env.render(), obs)
+
+
+def test_gymnasium_human_mode_headless():
+    env = gym.make("Minipaint-v0", render_mode="human", max_steps=2)
+    env.reset()
+    env.step(np.array([100, 120, 1]))
+    _, _, _, truncated, _ = env.step(np.array([110, 120, 1]))
+    assert truncated
+    env.close()
