@@ -1,0 +1,137 @@
+"""The latent cache: every frame of a split encoded once by a frozen VAE, for dynamics training.
+
+    from infinipaint.data.latents import build_latent_cache, LatentTransitionDataset
+    cache = build_latent_cache("data/cpu", "weights/cpu", "train")   # data/cpu/latents/<vae>/train/
+    ds = LatentTransitionDataset(cache, k=4)
+    item = ds[0]   # {"z": float32 (K+1, C, 56, 56), "actions": int64 (K+1, 3)}
+
+The cache lives beside the data, keyed by the VAE's weights checksum, so a new VAE never reads a
+stale cache: `DATA/latents/<sha256[:16]>/<split>/` holds `z.npy` (float16 (N, C, 56, 56), all
+frames of all episodes of the split back to back, memory-mapped when read), `actions.npy`
+(int16 (N, 3)) and `index.json` (episode keys and their first row). It is written into a temp
+folder and renamed when complete, so a killed build leaves nothing half-done behind.
+Windows follow the storage convention: `actions[0]` of a window is `a_prev` of its first transition.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from infinipaint.data.storage import DatasetReader
+from infinipaint.errors import DataError
+
+
+def cache_dir(data_root: str | Path, vae_sha256: str, split: str) -> Path:
+    return Path(data_root) / "latents" / vae_sha256[:16] / split
+
+
+@torch.no_grad()
+def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, max_episodes: int = 0,
+                       batch: int = 32, device: str = "cpu", bf16: bool = True) -> Path:
+    """Encode every frame of `split` (the first `max_episodes` episodes if > 0); returns the cache dir."""
+    from tqdm import tqdm
+
+    from infinipaint.models import vae as vae_files
+    from infinipaint.models.checkpoint import read_info
+
+    sha = read_info(vae_dir, vae_files.NAME)["weights"]["sha256"]
+    out = cache_dir(data_root, sha, split)
+    index_path = out / "index.json"
+    if index_path.exists():
+        index = json.loads(index_path.read_text())
+        if max_episodes == 0 or index["max_episodes"] == max_episodes:
+            return out
+        shutil.rmtree(out)
+    reader = DatasetReader(data_root)
+    keys = reader.keys(split)[: max_episodes or None]
+    if not keys:
+        raise DataError(f"{data_root}: the {split} split is empty")
+    steps = [reader.steps(k) + 1 for k in keys]
+    starts = np.concatenate([[0], np.cumsum(steps)]).tolist()
+    vae = vae_files.load(vae_dir, map_location=device)
+    c = vae.config.latent_channels
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    z_all = np.lib.format.open_memmap(tmp / "z.npy", mode="w+", dtype=np.float16, shape=(starts[-1], c, 56, 56))
+    actions = np.zeros((starts[-1], 3), dtype=np.int16)
+    bar = tqdm(total=starts[-1], desc=f"encode {split} latents", unit="frame")
+    for key, start in zip(keys, starts):
+        frames = reader.frames(key)
+        actions[start : start + len(frames)] = reader.arrays(key)["actions"]
+        for i in range(0, len(frames), batch):
+            x = torch.from_numpy(frames[i : i + batch]).to(device).permute(0, 3, 1, 2).float().div(255.0)
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                z = vae.encode(x.contiguous(memory_format=torch.channels_last))
+            z_all[start + i : start + i + len(x)] = z.float().cpu().numpy().astype(np.float16)
+            bar.update(len(x))
+    bar.close()
+    z_all.flush()
+    del z_all
+    np.save(tmp / "actions.npy", actions)
+    index = {"vae_sha256": sha, "split": split, "keys": keys, "starts": starts, "max_episodes": max_episodes,
+             "latent_channels": c}
+    (tmp / "index.json").write_text(json.dumps(index))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+class LatentTransitionDataset(Dataset):
+    """Windows of K transitions over a latent cache: z[t:t+K+1], actions[t:t+K+1] of one episode."""
+
+    def __init__(self, cache: str | Path, k: int = 1) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.cache, self.k = Path(cache), k
+        try:
+            self.info = json.loads((self.cache / "index.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"{self.cache}: not a latent cache ({e})") from None
+        starts = np.asarray(self.info["starts"], dtype=np.int64)
+        lengths = np.diff(starts)
+        per = np.maximum(lengths - k, 0)  # window starts per episode
+        self.first_row = starts[:-1]
+        self.offsets = np.concatenate([[0], np.cumsum(per)])
+        self._z: np.ndarray | None = None
+        self._actions: np.ndarray | None = None
+
+    def _open(self) -> None:  # lazily, in the process that reads (DataLoader workers)
+        self._z = np.load(self.cache / "z.npy", mmap_mode="r")
+        self._actions = np.load(self.cache / "actions.npy")
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def row(self, i: int) -> int:
+        """Cache row of the first frame of window i."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} windows")
+        e = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return int(self.first_row[e] + i - self.offsets[e])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if self._z is None:
+            self._open()
+        r = self.row(i)
+        z = np.asarray(self._z[r : r + self.k + 1], dtype=np.float32)  # (K+1, C, 56, 56)
+        a = self._actions[r : r + self.k + 1].astype(np.int64)  # (K+1, 3)
+        return {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
+
+    def __getstate__(self) -> dict:  # workers reopen the memory map themselves
+        return {**self.__dict__, "_z": None, "_actions": None}
+
+    def latent_stats(self, max_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std over (a strided sample of) the cached latents."""
+        if self._z is None:
+            self._open()
+        stride = max(1, len(self._z) // max_rows)
+        z = np.asarray(self._z[::stride], dtype=np.float32)
+        return torch.from_numpy(z.mean(axis=(0, 2, 3))), torch.from_numpy(z.std(axis=(0, 2, 3)))

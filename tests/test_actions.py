@@ -1,0 +1,154 @@
+"""ActionStream rules (property tests) and the network encoding of actions."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infinipaint.actions import (
+    DEAD_ZONE, LATENT, MAX_STEP, RESET_ACTION, ActionStream, action_planes, encode_action, encode_pair,
+    heatmap_center, latent_coord, pair_planes, substeps,
+)
+from infinipaint.minipaint import SCREEN, Minipaint
+
+
+def dist(a, b) -> float:
+    return math.hypot(a[0] - b[0], a[1] - b[1])
+
+
+@st.composite
+def pointer_paths(draw):
+    """Raw samples as a person's pointer: a walk with small and large moves, pauses, clicks."""
+    n = draw(st.integers(1, 80))
+    x, y = draw(st.integers(0, SCREEN - 1)), draw(st.integers(0, SCREEN - 1))
+    out = []
+    for _ in range(n):
+        scale = draw(st.sampled_from([0, 2, 5, 15, 60, 223]))
+        x = min(max(x + draw(st.integers(-scale, scale)), 0), SCREEN - 1)
+        y = min(max(y + draw(st.integers(-scale, scale)), 0), SCREEN - 1)
+        out.append((x, y, draw(st.integers(0, 1))))
+    return out
+
+
+def runs(buttons):
+    return [b for i, b in enumerate(buttons) if i == 0 or buttons[i - 1] != b]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pointer_paths())
+def test_stream_properties(samples):
+    stream = ActionStream()
+    steps, last = [], None
+    for x, y, down in samples:
+        out = stream.push(x, y, down)
+        if last is None:
+            assert out == [(x, y, down)]  # the first sample is always emitted
+        elif not out:  # dropped: only a small move with the same button
+            assert down == last[2] and dist((x, y), last) <= DEAD_ZONE
+        elif down and not last[2]:
+            assert out == [(x, y, 1)]  # a press is one step at the sample
+        elif not down and last[2]:  # release: drag to the sample if it moved, then one idle step
+            assert out[-1][2] == 0 and all(s[2] == 1 for s in out[:-1])
+            assert out[-1][:2] == ((x, y) if dist((x, y), last) > DEAD_ZONE else last[:2])
+        else:
+            assert out[-1] == (x, y, down)  # endpoints preserved
+        steps += out
+        last = steps[-1] if steps else None
+    assert ActionStream.process(samples) == steps
+    for s in steps:
+        assert all(isinstance(v, int) for v in s) and 0 <= s[0] < SCREEN and 0 <= s[1] < SCREEN and s[2] in (0, 1)
+    for a, b in zip(steps, steps[1:]):
+        if a[2] == b[2]:  # drag or hover: never in the dead zone, never longer than MAX_STEP
+            assert DEAD_ZONE < dist(a, b) <= MAX_STEP
+        if b[2] == 0 and a[2] == 1:
+            assert b[:2] == a[:2]  # the idle step marks the end of a stroke, in place
+        if b[2] == 0 and b[:2] == a[:2]:
+            assert a[2] == 1  # idle (still, button up) only right after a stroke
+    assert runs([s[2] for s in steps]) == runs([s[2] for s in samples])  # no button change lost
+
+
+def test_substeps_bounds_exhaustive_small_and_long():
+    for dx in range(-40, 41):
+        for dy in range(-40, 41):
+            if math.hypot(dx, dy) <= DEAD_ZONE:
+                continue
+            pts = substeps(100, 100, 100 + dx, 100 + dy)
+            assert pts[-1] == (100 + dx, 100 + dy)
+            prev = (100, 100)
+            for p in pts:
+                assert DEAD_ZONE < dist(p, prev) <= MAX_STEP
+                prev = p
+    pts = substeps(0, 0, 223, 223)  # rounding may need one sub-step more than ceil(d / 12)
+    assert math.ceil(math.hypot(223, 223) / MAX_STEP) <= len(pts) <= math.ceil(math.hypot(223, 223) / MAX_STEP) + 1
+    assert pts[-1] == (223, 223) and all(dist(a, b) <= MAX_STEP for a, b in zip([(0, 0)] + pts, pts))
+
+
+def test_stream_examples_and_reset():
+    s = ActionStream()
+    assert s.push(10, 40, 0) == [(10, 40, 0)]
+    assert s.push(12, 41, 0) == []  # dead zone
+    assert s.push(13, 40, 1) == [(13, 40, 1)]  # a press is never dropped
+    assert s.push(14, 40, 1) == []
+    assert s.push(37, 40, 1) == [(25, 40, 1), (37, 40, 1)]  # 24 px: two 12-px sub-steps
+    assert s.push(38, 41, 0) == [(37, 40, 0)]  # release in place: one idle step
+    assert s.push(38, 41, 0) == []  # pauses give nothing
+    assert s.push(37, 40, 1) == [(37, 40, 1)]
+    assert s.push(47, 40, 0) == [(47, 40, 1), (47, 40, 0)]  # release after a move: drag, then idle
+    s.reset()
+    assert s.push(47, 40, 0) == [(47, 40, 0)]
+
+
+@pytest.mark.parametrize("bad", [(224, 0, 0), (-1, 5, 0), (5, 5, 2), (1.5, 3, 0), (float("nan"), 3, 0)])
+def test_stream_rejects_bad_samples(bad):
+    with pytest.raises(ValueError):
+        ActionStream().push(*bad)
+    with pytest.raises(ValueError):
+        ActionStream.process([(5, 5, 0), bad])
+
+
+def test_reset_action_is_minipaint_reset_state():
+    s = Minipaint().state
+    assert RESET_ACTION == (*s.cursor, int(s.down))
+
+
+def test_encode_action_shape_peak_and_button():
+    a = encode_action(2, 2, 1)  # pixel 2 is the centre of latent cell 0: (2 + 0.5) / 4 - 0.5 = 0.125
+    assert a.shape == (LATENT, LATENT, 2) and a.dtype == np.float32
+    assert np.all(a[..., 1] == 1) and np.all(encode_action(2, 2, 0)[..., 1] == 0)
+    assert np.unravel_index(np.argmax(a[..., 0]), (LATENT, LATENT)) == (0, 0)
+    assert latent_coord(1.5) == 0.0 and latent_coord(5.5) == 1.0  # cell centres
+    assert encode_action(5, 9, 0)[..., 0].max() < 1  # peak 1 only at an exact cell centre
+    assert a[..., 0].min() >= 0
+    assert encode_pair((5, 9, 0), (7, 9, 1)).shape == (LATENT, LATENT, 4)
+    np.testing.assert_array_equal(encode_pair((5, 9, 0), (7, 9, 1))[..., 2:], encode_action(7, 9, 1))
+
+
+def test_heatmap_centre_recovered_everywhere():
+    rng = np.random.default_rng(0)
+    points = [(x, x) for x in range(SCREEN)] + [tuple(rng.integers(0, SCREEN, 2)) for _ in range(300)]
+    points += [(0, SCREEN - 1), (SCREEN - 1, 0)]
+    worst = 0.0
+    for x, y in points:
+        cx, cy = heatmap_center(encode_action(int(x), int(y), 0)[..., 0])
+        worst = max(worst, abs(cx - latent_coord(x)), abs(cy - latent_coord(y)))
+    assert worst < 0.05
+
+
+def test_action_planes_agree_with_encode_action():
+    rng = np.random.default_rng(1)
+    acts = np.stack([rng.integers(0, SCREEN, 12), rng.integers(0, SCREEN, 12), rng.integers(0, 2, 12)], 1)
+    planes = action_planes(torch.from_numpy(acts).to(torch.int16))
+    assert planes.shape == (12, 2, LATENT, LATENT) and planes.dtype == torch.float32
+    ref = np.stack([encode_action(*map(int, a)).transpose(2, 0, 1) for a in acts])
+    np.testing.assert_allclose(planes.numpy(), ref, atol=1e-6)
+    seq = action_planes(torch.from_numpy(acts).reshape(3, 4, 3))
+    assert seq.shape == (3, 4, 2, LATENT, LATENT)
+    np.testing.assert_allclose(seq.reshape(12, 2, LATENT, LATENT).numpy(), ref, atol=1e-6)
+    pair = pair_planes(torch.from_numpy(acts[:6]), torch.from_numpy(acts[6:]))
+    assert pair.shape == (6, 4, LATENT, LATENT)
+    np.testing.assert_allclose(pair[:, 2:].numpy(), ref[6:], atol=1e-6)
+    with pytest.raises(ValueError):
+        action_planes(torch.zeros(4, 2))
