@@ -111,3 +111,5 @@ class MinipaintEnv(gym.Env):
 def register() -> None:
     if "Minipaint-v0" not in gym.registry:
         gym.register(id="Minipaint-v0", entry_point="infinipaint.minipaint.env:MinipaintEnv")
+    if "InfinipaintDream-v0" not in gym.registry:  # the world model, same spaces (loads torch lazily)
+        gym.register(id="InfinipaintDream-v0", entry_point="infinipaint.models.world_model:dream_env")

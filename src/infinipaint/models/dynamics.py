@@ -171,21 +171,26 @@ class LatentCNN(nn.Module):
         return self.normalize(zs.flatten(0, 1)).unflatten(0, (b, t))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Unrolled balanced-L1 loss.
+        """Unrolled balanced-L1 loss over a window of K transitions.
 
-        batch["z"]: (B, K+1, C, 56, 56) raw VAE latents of frames t..t+K; batch["planes"]: (B, K, 4, 56, 56)
-        action planes [a_prev, a_next] of each transition. The first input gets Gaussian noise; from
-        the second transition on, the input is the model's own (noised) prediction, so the model
-        learns to correct its own drift. Each transition's loss is averaged.
+        batch["z"]: (B, K+1, C, 56, 56) raw VAE latents of frames t..t+K; batch["actions"]:
+        (B, K+1, 3) the steps, `actions[:, 0]` being `a_prev` of the first transition. The first
+        input gets Gaussian noise; from the second transition on, the input is the model's own
+        (noised) prediction, so the model learns to correct its own drift. Transition losses are
+        averaged over the first `unroll` transitions of the window.
         """
-        zs, planes = self.normalize_seq(batch["z"].float()), batch["planes"]
-        k = min(self.config.unroll, planes.shape[1])
+        from infinipaint.actions import pair_planes
+
+        zs = self.normalize_seq(batch["z"].float())
+        actions = batch["actions"]
+        k = min(self.config.unroll, actions.shape[1] - 1)
         z = zs[:, 0]
-        total = 0.0
+        total = torch.zeros((), device=zs.device)
         logs: dict[str, float] = {}
         for t in range(k):
+            planes = pair_planes(actions[:, t], actions[:, t + 1]).to(zs.dtype)  # (B, 4, 56, 56)
             noisy = z + self.config.noise_std * torch.randn_like(z)
-            pred = noisy + self(noisy, planes[:, t])
+            pred = noisy + self(noisy, planes).float()
             target = zs[:, t + 1]
             loss_t, logs_t = self.balanced_l1(pred, target, self.changed_mask(zs[:, t], target))
             total = total + loss_t / k

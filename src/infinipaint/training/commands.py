@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = comp.add_parser("vae", help="train the VAE on single frames")
     _common(p)
     p.set_defaults(func=train_vae)
+    p = comp.add_parser("dynamics", help="train the LatentCNN on latents of a frozen VAE")
+    _common(p)
+    p.add_argument("--vae", required=True, help="trained VAE directory (vae.json + vae.safetensors)")
+    p.add_argument("--max-episodes", type=int, default=0,
+                   help="encode only the first N train episodes into the latent cache (0: all)")
+    p.set_defaults(func=train_dynamics)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -71,5 +77,44 @@ def train_vae(args: argparse.Namespace) -> int:
           f"{len(train_set):,} train / {len(val_set):,} val frames")
     summary = train(model, train_set, val_set, cfg, args.out, "vae", resume=args.resume,
                     meta={"data": str(args.data), "preset": args.preset})
+    print(json.dumps(summary))
+    return 0
+
+
+def train_dynamics(args: argparse.Namespace) -> int:
+    import shutil
+
+    import torch
+
+    from infinipaint.data.latents import LatentTransitionDataset, build_latent_cache
+    from infinipaint.models import vae as vae_files
+    from infinipaint.models.checkpoint import read_info
+    from infinipaint.models.dynamics import DYNAMICS_PRESETS, DynamicsConfig, LatentCNN
+
+    from .loop import runtime, train
+
+    model_cfg, cfg = _configs(args, "dynamics", DYNAMICS_PRESETS, DynamicsConfig)
+    vae_info = read_info(args.vae, vae_files.NAME)
+    if vae_info["config"]["latent_channels"] != model_cfg.latent_channels:
+        raise CommandError(f"{args.vae}: the VAE has {vae_info['config']['latent_channels']} latent channels, "
+                           f"the dynamics config {model_cfg.latent_channels}")
+    device = str(runtime(cfg).device)
+    train_cache = build_latent_cache(args.data, args.vae, "train", args.max_episodes, device=device)
+    val_cache = build_latent_cache(args.data, args.vae, "val", device=device)
+    train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll)
+    val_set = LatentTransitionDataset(val_cache, k=model_cfg.unroll)
+    torch.manual_seed(cfg.seed)
+    model = LatentCNN(model_cfg)
+    model.set_latent_stats(*train_set.latent_stats())
+    print(f"dynamics {args.preset}: {model.num_parameters():,} parameters, "
+          f"{len(train_set):,} train / {len(val_set):,} val windows of {model_cfg.unroll} transitions")
+    # The exported model folder is a complete world model: the VAE files sit beside the dynamics.
+    model_dir = Path(args.out) / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(Path(args.vae) / f"{vae_files.NAME}{suffix}", model_dir / f"{vae_files.NAME}{suffix}")
+    summary = train(model, train_set, val_set, cfg, args.out, "dynamics", resume=args.resume,
+                    meta={"data": str(args.data), "preset": args.preset, "vae": str(args.vae),
+                          "vae_sha256": vae_info["weights"]["sha256"]})
     print(json.dumps(summary))
     return 0

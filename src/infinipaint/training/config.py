@@ -36,7 +36,7 @@ class TrainConfig:
     val_every: int = 500  # steps between validations (0: only at the end)
     val_batches: int = 8  # batches per validation
     ckpt_every: int = 250  # steps between training-state checkpoints
-    time_limit: float = 0.0  # stop (with a checkpoint) after this many minutes (0: no limit)
+    time_limit: float = 0.0  # stop this process (with a checkpoint) after this many minutes (0: no limit)
     extra: dict[str, Any] = field(default_factory=dict)  # component-specific knobs (e.g. unroll)
 
     def __post_init__(self) -> None:

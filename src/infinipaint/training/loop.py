@@ -246,6 +246,9 @@ def train(
     def checkpoint(step: int) -> None:
         if not rt.is_main:
             return
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise TrainingError(f"weights are not finite at step {step}; stopped. The last good "
+                                f"checkpoint ({ckpt}) is kept; resume with a lower --lr")
         save_state(ckpt, {
             "format": STATE_FORMAT, "component": name, "step": step, "elapsed": elapsed,
             "model_config": _config_dict(model.config), "train_config": cfg.to_dict(),
@@ -266,14 +269,14 @@ def train(
                 batch = rt.to(torch.utils.data.default_collate([val_set[i] for i in idx]))
                 torch.manual_seed(step_seed(cfg.seed, 10**9 + j))
                 loss, logs = model.loss(batch)
-                for k, v in {"loss": float(loss), **logs}.items():
+                for k, v in {"loss": float(loss.detach()), **logs}.items():
                     sums[k] += v / cfg.val_batches
         model.train()
         log.write(step, "val", dict(sums))
         return dict(sums)
 
     model.train()
-    t_start = time.perf_counter()
+    t_begin = t_start = time.perf_counter()
     t_log, n_log = time.perf_counter(), 0
     sums: dict[str, float] = defaultdict(float)
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {name}", disable=not rt.is_main, dynamic_ncols=True)
@@ -298,7 +301,7 @@ def train(
 
             done = step + 1
             n_log += 1
-            for k, v in {"loss": float(loss), **logs}.items():
+            for k, v in {"loss": float(loss.detach()), **logs}.items():
                 sums[k] += v
             now = time.perf_counter()
             elapsed, t_start = elapsed + (now - t_start), now
@@ -314,7 +317,7 @@ def train(
                 break
             if cfg.val_every and done % cfg.val_every == 0:
                 val_logs = validate(done)
-            out_of_time = cfg.time_limit > 0 and elapsed > cfg.time_limit * 60
+            out_of_time = cfg.time_limit > 0 and now - t_begin > cfg.time_limit * 60
             if done % cfg.ckpt_every == 0 or out_of_time:
                 checkpoint(done)
             if out_of_time:

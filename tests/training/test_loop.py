@@ -1,0 +1,97 @@
+"""The shared training loop, through the real `infinipaint train` command (tiny presets)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from infinipaint.models.checkpoint import load_weights
+from infinipaint.training.config import TrainConfig
+from infinipaint.training.loop import lr_at
+
+from ..conftest import run_cli
+
+FP32 = ["--precision", "fp32", "--channels-last", "false"]
+
+
+def weights(run):
+    state, _ = load_weights(run / "model", "vae")
+    return state
+
+
+def train_vae(data, out, *extra, check=True):
+    return run_cli("train", "vae", "--data", data, "--preset", "tiny", "--out", out, *FP32, *extra, check=check)
+
+
+def test_run_folder_and_loss_falls(small_dataset, tmp_path):
+    out = tmp_path / "run"
+    train_vae(small_dataset, out, "--steps", "30", "--log-every", "5", "--ckpt-every", "10")
+    config = json.loads((out / "config.json").read_text())
+    assert config["component"] == "vae" and config["model"]["preset"] == "tiny" and config["train"]["steps"] == 30
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == [5, 10, 15, 20, 25, 30]
+    assert train_rows[-1]["loss"] < 0.7 * train_rows[0]["loss"]
+    assert any(r["split"] == "val" for r in rows)
+    assert list((out / "tb").iterdir()) and (out / "ckpt" / "state.pt").exists()
+    info = json.loads((out / "model" / "vae.json").read_text())
+    assert info["meta"]["step"] == 30 and info["config"]["preset"] == "tiny"
+
+
+def test_killed_run_resumes_bitwise(small_dataset, tmp_path):
+    """SIGKILL mid-run, resume in a fresh process: the same weights as an uninterrupted run."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    args = ["--steps", "12", "--ckpt-every", "3", "--val-every", "0"]
+    train_vae(small_dataset, straight, *args)
+    proc = subprocess.Popen([sys.executable, "-m", "infinipaint.cli", "train", "vae", "--data", str(small_dataset),
+                             "--preset", "tiny", "--out", str(killed), *FP32, *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed / "ckpt" / "state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = torch.load(state, weights_only=True)["step"]
+    assert 3 <= step < 12, "the kill should land mid-run"
+    proc = train_vae(small_dataset, killed, *args, check=False)
+    assert proc.returncode == 2 and "--resume" in proc.stderr  # an existing run is never overwritten
+    train_vae(small_dataset, killed, "--resume")
+    a, b = weights(straight), weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_and_keeps_checkpoint(small_dataset, tmp_path):
+    out = tmp_path / "run"
+    train_vae(small_dataset, out, "--steps", "20", "--ckpt-every", "4", "--time-limit", "0.0001")
+    state = out / "ckpt" / "state.pt"
+    before = state.read_bytes()
+    assert torch.load(state, weights_only=True)["step"] < 20  # stopped by the time limit
+    proc = train_vae(small_dataset, out, "--resume", "--time-limit", "0", "--lr", "1e30", check=False)
+    assert proc.returncode == 2
+    assert "loss is" in proc.stderr and "at step" in proc.stderr and "kept" in proc.stderr
+    assert state.read_bytes() == before
+
+
+def test_resume_refuses_foreign_state(small_dataset, tmp_path):
+    out = tmp_path / "run"
+    train_vae(small_dataset, out, "--steps", "2", "--ckpt-every", "1")
+    (out / "ckpt" / "state.pt").write_bytes(b"not a checkpoint")
+    proc = train_vae(small_dataset, out, "--resume", check=False)
+    assert proc.returncode == 2 and "state.pt" in proc.stderr and "Traceback" not in proc.stderr
+    proc = train_vae(small_dataset, tmp_path / "new", "--resume", check=False)
+    assert proc.returncode == 2 and "nothing to resume" in proc.stderr
+    proc = train_vae(small_dataset, tmp_path / "x", "--model-set", "bogus=1", check=False)
+    assert proc.returncode == 2 and "bogus" in proc.stderr
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(100, cfg) == pytest.approx(0.1)
+    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 100))
