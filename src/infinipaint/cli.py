@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "infinipaint.data.commands",
     "infinipaint.training.commands",
     "infinipaint.evaluation.commands",
+    "infinipaint.evaluation.vae_eval",
     "infinipaint.viewer.commands",
 )
 
