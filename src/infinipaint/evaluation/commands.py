@@ -1,7 +1,11 @@
-"""Evaluation commands: `bench` (and, as the stages land, `eval vae`, `evaluate`, `rollout`).
+"""Evaluation commands: `evaluate`, `rollout` and `bench`.
 
+    infinipaint evaluate --model runs/dyn/model --data data/cpu [--episodes 20] [--out eval/cpu]
+    infinipaint evaluate --model A --model B --data data/cpu --out eval/ab      # one plot, two models
+    infinipaint evaluate --model A --data data/cpu --compare eval/old --out eval/ab
+    infinipaint rollout --model DIR --actions session.json [--out rollout] [--raw] [--start F.png] [--save-frames]
     infinipaint bench minipaint            # Minipaint step time, median and p95
-    infinipaint bench --out out/bench      # everything available, also written as bench.json
+    infinipaint bench --model DIR --out out/bench    # everything, also written as out/bench/bench.json
 """
 
 from __future__ import annotations
@@ -10,27 +14,165 @@ import argparse
 import json
 from pathlib import Path
 
+from infinipaint.errors import CommandError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="time Minipaint and the world model")
-    p.add_argument("target", nargs="?", default="all", choices=["all", "minipaint"], help="what to time")
+    p = sub.add_parser("evaluate", help="long rollouts of a world model on held-out episodes")
+    p.add_argument("--model", action="append", required=True, metavar="DIR",
+                   help="world-model directory (vae.* + dynamics.*); repeat to compare models")
+    p.add_argument("--data", required=True, help="dataset directory (infinipaint generate --out)")
+    p.add_argument("--episodes", type=int, default=20, help="held-out episodes, the first N of the split")
+    p.add_argument("--split", default="test", choices=["test", "val"], help="which held-out split")
+    p.add_argument("--out", default="eval", help="output directory")
+    p.add_argument("--max-steps", type=int, default=None, help="stop every episode after this many steps")
+    p.add_argument("--ceiling-every", type=int, default=1,
+                   help="compute the VAE ceiling every N steps (0: never; it costs an encode + decode)")
+    p.add_argument("--strip-episodes", type=int, default=3, help="episodes shown in strips.png")
+    p.add_argument("--strip-steps", type=int, nargs="+", default=None, help="steps shown in strips.png")
+    p.add_argument("--compare", action="append", default=[], metavar="DIR",
+                   help="earlier results (DIR/metrics.json) to draw on the same axes")
+    _runtime(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("rollout", help="replay an action file through Minipaint and a world model")
+    p.add_argument("--model", required=True, help="world-model directory (vae.* + dynamics.*)")
+    p.add_argument("--actions", required=True, help='JSON {"actions": [[x, y, down], ...]}, raw pointer events')
+    p.add_argument("--out", default="rollout", help="output directory")
+    p.add_argument("--raw", action="store_true", help="the entries are model steps already (skip ActionStream)")
+    p.add_argument("--start", help="start from this 224x224 RGB Minipaint screenshot (PNG) instead of a fresh screen")
+    p.add_argument("--save-frames", action="store_true", help="also write frames.npz (uint8 truth and pred)")
+    _runtime(p)
+    p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("bench", help="time Minipaint, the world model and training")
+    p.add_argument("target", nargs="?", default="all", choices=["all", "minipaint", "model"],
+                   help="all; only Minipaint; or Minipaint + world-model latency without training")
+    p.add_argument("--model", help="world-model directory (default: an untrained model of --preset)")
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"],
+                   help="architecture timed without --model; training batch sizes")
     p.add_argument("--episodes", type=int, default=4, help="agent episodes in the Minipaint action stream")
+    p.add_argument("--batch", type=int, default=16, help="batch of the throughput measurement")
+    p.add_argument("--repeats", type=int, default=20, help="timed calls per world-model stage")
+    p.add_argument("--train-steps", type=int, default=3, help="timed optimizer steps per network")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     p.add_argument("--out", help="also write DIR/bench.json")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=bench)
 
 
-def bench(args: argparse.Namespace) -> int:
-    from .bench import bench_minipaint
+def _runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--fp32", action="store_true", help="run the model without bf16 autocast")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    results = {"minipaint_step": bench_minipaint(episodes=args.episodes)}
+
+def _set_threads(n: int) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_many
+    from .report import comparison_rows
+
+    if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 1) or args.ceiling_every < 0:
+        raise CommandError("--episodes and --max-steps must be >= 1, --ceiling-every >= 0")
+    _set_threads(args.threads)
+    results = evaluate_many(args.model, args.data, out=args.out, compare=args.compare, episodes=args.episodes,
+                            split=args.split, max_steps=args.max_steps, ceiling_every=args.ceiling_every,
+                            strip_episodes=args.strip_episodes, strip_steps=args.strip_steps,
+                            device=args.device, bf16=not args.fp32, progress=not args.quiet)
+    for m in results:
+        print(f"{m['model'].get('label', '?')}:")
+        for what, _, _, value in comparison_rows(m)[:7]:
+            print(f"  {what}: {value}")
+    print(f"written to {args.out}")
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from .rollout import rollout
+
+    _set_threads(args.threads)
+    m = rollout(args.model, args.actions, out=args.out, raw=args.raw, start=args.start, save_frames=args.save_frames,
+                device=args.device, bf16=not args.fp32, progress=not args.quiet)
+    n = len(m["steps"])
+    print(f"{n} steps: SSIM step 1 {m['ssim'][0]:.4f}, last {m['ssim'][-1]:.4f}; PSNR step 1 {m['psnr'][0]:.1f} dB, "
+          f"last {m['psnr'][-1]:.1f} dB; exact share last {m['exact_share'][-1]:.3f}; written to {args.out}")
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import bench as b
+
+    _set_threads(args.threads)
+    if min(args.batch, args.repeats, args.train_steps, args.episodes) < 1:
+        raise CommandError("--batch, --repeats, --train-steps and --episodes must be >= 1")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    results: dict = {**b.environment(device), "bf16": not args.fp32}
+    results["minipaint_step"] = b.bench_minipaint(episodes=args.episodes)
+    if args.target != "minipaint":
+        wm, source = _bench_model(args, device)
+        frames, actions = b.bench_frames()
+        results["world_model"] = {"source": source, **b.bench_world_model(wm, frames, actions, args.batch, args.repeats)}
+        results["ratios_vs_minipaint"] = b.ratios(results["minipaint_step"], results["world_model"])
+        if args.target == "all":
+            from infinipaint.training.config import TRAIN_PRESETS
+
+            batch = {c: TRAIN_PRESETS[c][args.preset].batch_size for c in ("vae", "dynamics")}
+            results["training"] = b.bench_training(wm.vae.config, wm.dynamics.config, frames, actions, batch,
+                                                   device, bf16=not args.fp32, steps=args.train_steps)
+        results["targets"] = {"full_step_ms": 20.0, "minipaint_step_ms": 0.3,
+                              "full_step_met": results["world_model"]["full_step"]["median_ms"] <= 20.0,
+                              "minipaint_step_met": results["minipaint_step"]["median_ms"] <= 0.3}
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        m = results["minipaint_step"]
-        print(f"Minipaint step (frame copy included, {m['n']} steps of agent episodes): "
-              f"median {m['median_ms']:.3f} ms, p95 {m['p95_ms']:.3f} ms, mean {m['mean_ms']:.3f} ms")
+        print(_bench_text(results))
     return 0
+
+
+def _bench_model(args: argparse.Namespace, device):
+    from infinipaint.models.dynamics import DYNAMICS_PRESETS, LatentCNN
+    from infinipaint.models.vae import VAE, VAE_PRESETS
+    from infinipaint.models.world_model import WorldModel
+
+    from .evaluate import load_model
+
+    if args.model:
+        return load_model(args.model, str(device), bf16=not args.fp32), f"model {args.model}"
+    wm = WorldModel(VAE(VAE_PRESETS[args.preset]), LatentCNN(DYNAMICS_PRESETS[args.preset]), device=device,
+                    bf16=not args.fp32)
+    return wm, f"untrained {args.preset} preset (architecture only)"
+
+
+def _bench_text(r: dict) -> str:
+    m = r["minipaint_step"]
+    lines = [f"device {r['device']}, {r['torch_threads']} torch threads, bf16 {r['bf16']}",
+             f"Minipaint step (frame copy included, {m['n']} steps of agent episodes): "
+             f"median {m['median_ms']:.3f} ms, p95 {m['p95_ms']:.3f} ms, mean {m['mean_ms']:.3f} ms"]
+    if "world_model" in r:
+        w, q = r["world_model"], r["ratios_vs_minipaint"]
+        lines.append(f"world model: {w['source']}")
+        for k in ("encode", "dynamics", "decode", "full_step"):
+            lines.append(f"  {k:<10} batch 1: median {w[k]['median_ms']:8.2f} ms, p95 {w[k]['p95_ms']:8.2f} ms "
+                         f"({q[k]:.0f}x Minipaint)")
+        t = w["throughput"]
+        lines.append(f"  dynamics + decode at batch {t['batch']}: {t['median_ms']:.1f} ms, {t['frames_per_s']:.0f} frames/s "
+                     f"({q['throughput_per_frame']:.0f}x Minipaint per frame)")
+    for k, v in r.get("training", {}).items():
+        lines.append(f"training {k}: {v['samples_per_s']:.1f} samples/s (batch {v['batch']}, "
+                     f"{v['step_ms_median']:.0f} ms per step)")
+    return "\n".join(lines)

@@ -87,6 +87,7 @@ def train_dynamics(args: argparse.Namespace) -> int:
     import torch
 
     from infinipaint.data.latents import LatentTransitionDataset, build_latent_cache
+    from infinipaint.data.storage import DatasetReader
     from infinipaint.models import vae as vae_files
     from infinipaint.models.checkpoint import read_info
     from infinipaint.models.dynamics import DYNAMICS_PRESETS, DynamicsConfig, LatentCNN
@@ -100,14 +101,15 @@ def train_dynamics(args: argparse.Namespace) -> int:
                            f"the dynamics config {model_cfg.latent_channels}")
     device = str(runtime(cfg).device)
     train_cache = build_latent_cache(args.data, args.vae, "train", args.max_episodes, device=device)
-    val_cache = build_latent_cache(args.data, args.vae, "val", device=device)
     train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll)
-    val_set = LatentTransitionDataset(val_cache, k=model_cfg.unroll)
+    val_set = None  # small datasets may have no val episode: then no validation
+    if DatasetReader(args.data).keys("val"):
+        val_set = LatentTransitionDataset(build_latent_cache(args.data, args.vae, "val", device=device), k=model_cfg.unroll)
     torch.manual_seed(cfg.seed)
     model = LatentCNN(model_cfg)
     model.set_latent_stats(*train_set.latent_stats())
     print(f"dynamics {args.preset}: {model.num_parameters():,} parameters, "
-          f"{len(train_set):,} train / {len(val_set):,} val windows of {model_cfg.unroll} transitions")
+          f"{len(train_set):,} train / {len(val_set or []):,} val windows of {model_cfg.unroll} transitions")
     # The exported model folder is a complete world model: the VAE files sit beside the dynamics.
     model_dir = Path(args.out) / "model"
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,336 @@
+"""What the evaluation measures: per-frame scores and per-episode behaviour (SPEC §6).
+
+    from infinipaint.evaluation.scoring import frame_scores, read_toolbar, Tracker
+    scores = frame_scores(pred, truth)        # uint8 (B, 224, 224, 3) x 2 -> dict of (B,) arrays
+    states = read_toolbar(pred)               # [(tool, colour, size), ...] nearest rendered toolbar
+    tracker = Tracker(lengths)                # fed one step at a time by the harness (evaluate.py)
+
+Definitions (every number in `metrics.json` means exactly this):
+- SSIM / PSNR: `infinipaint.metrics` (skimage-compatible SSIM; PSNR capped at 100 dB), 224x224.
+- Region SSIM: the full-size SSIM map (`ssim_map(full=True)`) averaged over `LAYOUT.mask(region)`.
+- Exact share: share of pixels whose three channels are all within 8/255 (8 levels) of the truth.
+- Wrong pixel: a pixel whose largest channel difference exceeds 48/255 (`VISIBLE_DELTA`), about a
+  fifth of the range: clearly visible at 1:1 on Minipaint's flat colours. A frame has a *visible
+  error* when at least `VISIBLE_PIXELS` (9, a 3x3 blob's worth) pixels are wrong; the onset is the
+  first step whose frame has one. Isolated single pixels are below what a person notices.
+- Response: after every press on a control (step kinds `press_<control>`, including presses on the
+  control already selected), the predicted and the true
+  frame's toolbars are each read as the nearest (squared L2) of the toolbar crops Minipaint renders
+  for every (tool, colour, size) state. The response is correct when the attribute the control
+  sets agrees: tool for pen/eraser, colour for colourK, size for the slider. Every toolbar pixel
+  depends on one attribute only, so the joint nearest state is also the nearest per attribute.
+- Eraser L1: on every `erase` step whose true frame differs from the true previous frame, the mean
+  absolute error x255 (0..255 levels, channels averaged) of the prediction over the pixels that step
+  changed; averaged over such steps (each step counts once).
+- Empty pen stroke: a stroke is a maximal run of `draw` steps (press on the canvas with the pen,
+  then drags). Its footprint is the set of pixels the true frames changed during the run. The
+  stroke is *empty* when no footprint pixel changed by more than `VISIBLE_DELTA` (largest channel)
+  between the prediction just before the stroke and the prediction at its last step. Strokes with
+  an empty true footprint (ink over the same ink) are not counted.
+- Phases: early = steps 1-150, mid = 151-500, late = 501+; a press, erase step or stroke belongs to
+  the phase of its (first) step.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from infinipaint.metrics import RADIUS, masked_mean, psnr, ssim_map, to_float
+from infinipaint.minipaint import COLORS, LAYOUT, TOOLS, Minipaint, MinipaintState
+
+EXACT_TOL = 8  # levels: a pixel is exact when every channel is within 8/255 of the truth
+VISIBLE_DELTA = 48  # levels: a pixel is wrong when some channel is off by more than this
+VISIBLE_PIXELS = 9  # wrong pixels that make a visible error
+SSIM_CLIFF = 0.95
+PHASES: tuple[tuple[str, int, int | None], ...] = (("early", 1, 150), ("mid", 151, 500), ("late", 501, None))
+REGIONS = ("canvas", "toolbar")
+CONTROLS = LAYOUT.controls  # pen, eraser, color0..color5, slider
+DEFINITIONS = {
+    "exact_share": f"share of pixels with every channel within {EXACT_TOL}/255 of the truth",
+    "visible_error": f"at least {VISIBLE_PIXELS} pixels whose largest channel error exceeds {VISIBLE_DELTA}/255",
+    "response": "after every press on a control, the toolbar attribute the control sets (tool, colour or size) read from the "
+                "prediction as the nearest Minipaint-rendered toolbar equals the one of the true frame",
+    "eraser_l1": "mean |pred - truth| x255 over the pixels each true erase step changed, averaged over erase steps",
+    "empty_pen_strokes": f"share of pen strokes (runs of draw steps) where no pixel of the true footprint changed "
+                         f"by more than {VISIBLE_DELTA}/255 in the prediction from before the stroke to its end",
+    "phases": "early: steps 1-150, mid: 151-500, late: 501+",
+    "onset_095": f"first step with SSIM < {SSIM_CLIFF}; mean and std over the episodes that fall below",
+}
+
+
+def phase_of(step: int) -> str:
+    for name, lo, hi in PHASES:
+        if step >= lo and (hi is None or step <= hi):
+            return name
+    raise ValueError(f"step {step} is before step 1")
+
+
+def phase_slice(name: str, n_steps: int) -> slice:
+    """Columns of a per-step array (column j = step j + 1) that belong to a phase."""
+    lo, hi = next((lo, hi) for p, lo, hi in PHASES if p == name)
+    return slice(lo - 1, n_steps if hi is None else min(hi, n_steps))
+
+
+# ------------------------------------------------------------------------------ frame scores
+def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Largest channel difference per pixel in levels: uint8 (..., H, W, 3) x 2 -> (..., H, W) int16."""
+    return np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1)
+
+
+def exact_share(pred: np.ndarray, truth: np.ndarray, tol: int = EXACT_TOL) -> np.ndarray:
+    """(B,) share of pixels with all channels within `tol` levels."""
+    return (_diff(pred, truth) <= tol).mean(axis=(-2, -1))
+
+
+def wrong_pixels(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(B,) number of pixels whose largest channel error exceeds VISIBLE_DELTA."""
+    return (_diff(pred, truth) > VISIBLE_DELTA).sum(axis=(-2, -1))
+
+
+def visible_error(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(B,) bool: the frame shows a visible error (see the module docstring)."""
+    return wrong_pixels(pred, truth) >= VISIBLE_PIXELS
+
+
+@functools.lru_cache(maxsize=1)
+def _region_masks() -> dict[str, torch.Tensor]:
+    return {r: torch.from_numpy(LAYOUT.mask(r)) for r in REGIONS}
+
+
+@torch.no_grad()
+def frame_scores(pred: np.ndarray, truth: np.ndarray, regions: bool = True) -> dict[str, np.ndarray]:
+    """ssim, psnr, exact_share, wrong_pixels (and canvas_ssim, toolbar_ssim if `regions`): (B,) float64 each."""
+    x, y = to_float(pred), to_float(truth)
+    if regions:
+        full = ssim_map(x, y, full=True)  # (B, 224, 224); its interior is exactly the map `ssim` averages
+        r = RADIUS
+        out = {"ssim": full[:, r:-r, r:-r].mean(dim=(-2, -1)),
+               **{f"{name}_ssim": masked_mean(full, m) for name, m in _region_masks().items()}}
+    else:
+        out = {"ssim": ssim_map(x, y).mean(dim=(-2, -1))}
+    out["psnr"] = psnr(x, y)
+    out = {k: v.double().numpy() for k, v in out.items()}
+    out["exact_share"] = exact_share(pred, truth).astype(np.float64)
+    out["wrong_pixels"] = wrong_pixels(pred, truth).astype(np.float64)
+    return out
+
+
+def first_step(flags: np.ndarray) -> int | None:
+    """1-based index of the first True in a per-step bool array, or None."""
+    hits = np.flatnonzero(flags)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+# ----------------------------------------------------------------------------- toolbar state
+State = tuple[str, int, int]  # tool, colour index, brush size
+
+
+@functools.lru_cache(maxsize=1)
+def toolbar_references() -> tuple[list[State], torch.Tensor]:
+    """Every (tool, colour, size) state and its rendered toolbar crop, (N, 32 * 224 * 3) float64
+    (integer-valued: the distances below are exact integers, so a true frame is at distance 0)."""
+    x, y, w, h = LAYOUT.rect("toolbar")
+    app = Minipaint()
+    states, crops = [], []
+    for tool in TOOLS:
+        for color in range(len(COLORS)):
+            for size in LAYOUT.sizes:
+                frame = app.reset(MinipaintState(tool=tool, color=color, size=size))
+                states.append((tool, color, size))
+                crops.append(frame[y : y + h, x : x + w].reshape(-1))
+    return states, torch.from_numpy(np.stack(crops)).double()
+
+
+def read_toolbar(frames: np.ndarray) -> tuple[list[State], np.ndarray]:
+    """The nearest rendered toolbar state of each frame (B, 224, 224, 3) and its mean squared
+    distance per value (0 for a true Minipaint frame)."""
+    states, refs = toolbar_references()
+    x, y, w, h = LAYOUT.rect("toolbar")
+    crops = torch.from_numpy(frames[:, y : y + h, x : x + w].reshape(len(frames), -1).astype(np.float64))
+    d = (crops.pow(2).sum(1, keepdim=True) - 2 * crops @ refs.T + refs.pow(2).sum(1)[None]) / refs.shape[1]
+    best = d.argmin(dim=1)
+    return [states[int(i)] for i in best], d.gather(1, best[:, None])[:, 0].clamp(min=0).numpy()
+
+
+def response_correct(control: str, pred: State, truth: State) -> bool:
+    """Does the predicted toolbar show what pressing `control` should have selected?"""
+    if control in TOOLS:
+        return pred[0] == truth[0]
+    if control.startswith("color"):
+        return pred[1] == truth[1]
+    if control == "slider":
+        return pred[2] == truth[2]
+    raise ValueError(f"not a control: {control!r}")
+
+
+def eraser_l1(prev_truth: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> float | None:
+    """Mean |pred - truth| x255 over the pixels the true step changed (None if it changed none)."""
+    changed = (prev_truth != truth).any(axis=-1)
+    if not changed.any():
+        return None
+    return float(np.abs(pred.astype(np.int16) - truth.astype(np.int16))[changed].mean())
+
+
+# ------------------------------------------------------------------------------- accumulator
+def _nan(shape: tuple[int, ...]) -> np.ndarray:
+    return np.full(shape, np.nan)
+
+
+def _share(hits: list[bool]) -> dict[str, Any]:
+    return {"value": float(np.mean(hits)) if hits else None, "n": len(hits)}
+
+
+class Tracker:
+    """Per-episode, per-step scores (small float matrices, NaN where an episode has no step) and
+    the behaviour events; fed one step of a batch at a time, summarised at any point."""
+
+    SCORES = ("ssim", "psnr", "canvas_ssim", "toolbar_ssim", "exact_share", "wrong_pixels",
+              "ceiling_ssim", "ceiling_psnr", "ceiling_wrong_pixels")
+
+    def __init__(self, lengths: list[int]) -> None:
+        self.lengths = list(lengths)
+        shape = (len(lengths), max(lengths) if lengths else 0)
+        self.scores = {k: _nan(shape) for k in self.SCORES}
+        self.responses: dict[str, dict[str, list[bool]]] = {c: {p: [] for p, *_ in PHASES} for c in CONTROLS}
+        self.eraser: dict[str, list[float]] = {p: [] for p, *_ in PHASES}
+        self.strokes: dict[str, list[bool]] = {p: [] for p, *_ in PHASES}
+        # Open stroke per episode: first step, footprint (224, 224) bool, prediction before it.
+        self._stroke: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+
+    def update(self, step: int, episodes: np.ndarray, kinds: list[str], prev_truth: np.ndarray,
+               truth: np.ndarray, prev_pred: np.ndarray, pred: np.ndarray,
+               ceiling: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Score step `step` (1-based) of the given episodes (rows of the batch arrays)."""
+        s = frame_scores(pred, truth)
+        if ceiling is not None:
+            c = frame_scores(ceiling, truth, regions=False)
+            s["ceiling_ssim"], s["ceiling_psnr"], s["ceiling_wrong_pixels"] = c["ssim"], c["psnr"], c["wrong_pixels"]
+        phase = phase_of(step)
+        presses = [i for i, k in enumerate(kinds) if k.startswith("press_")]
+        if presses:
+            rows = np.asarray(presses)
+            pred_states, _ = read_toolbar(pred[rows])
+            true_states, _ = read_toolbar(truth[rows])
+            for i, ps, ts in zip(presses, pred_states, true_states):
+                self.responses[kinds[i][len("press_"):]][phase].append(response_correct(kinds[i][len("press_"):], ps, ts))
+        for i, kind in enumerate(kinds):
+            e = int(episodes[i])
+            if kind == "erase":
+                l1 = eraser_l1(prev_truth[i], truth[i], pred[i])
+                if l1 is not None:
+                    self.eraser[phase].append(l1)
+            if kind == "draw":
+                if e not in self._stroke:
+                    self._stroke[e] = (step, np.zeros(truth.shape[1:3], bool), prev_pred[i].copy())
+                self._stroke[e][1][(prev_truth[i] != truth[i]).any(axis=-1)] = True
+                if step == self.lengths[e]:
+                    self._close_stroke(e, pred[i])
+            elif e in self._stroke:
+                self._close_stroke(e, prev_pred[i])
+        for k, v in s.items():  # last, all at once: an interrupt leaves whole steps
+            self.scores[k][episodes, step - 1] = v
+        return s
+
+    def _close_stroke(self, e: int, pred_end: np.ndarray) -> None:
+        first, footprint, before = self._stroke.pop(e)
+        if footprint.any():
+            drawn = _diff(pred_end, before)[footprint] > VISIBLE_DELTA
+            self.strokes[phase_of(first)].append(not drawn.any())
+
+    # ---------------------------------------------------------------------------- summary
+    def summary(self) -> dict[str, Any]:
+        """The metric part of metrics.json, over the steps scored so far."""
+        sc = self.scores
+        done = ~np.isnan(sc["ssim"])
+        n_steps = int(np.flatnonzero(done.any(axis=0)).max()) + 1 if done.any() else 0
+        sc = {k: v[:, :n_steps] for k, v in sc.items()}
+        done = done[:, :n_steps]
+
+        def mean(a: np.ndarray) -> list[float | None]:
+            return _clean(_nanmean(a, axis=0))
+
+        def std(a: np.ndarray) -> list[float | None]:
+            return _clean(_nanstd(a, axis=0))
+
+        onsets = [first_step(sc["ssim"][e] < SSIM_CLIFF) for e in range(len(self.lengths))]
+        visible = [first_step(sc["wrong_pixels"][e] >= VISIBLE_PIXELS) for e in range(len(self.lengths))]
+        ceiling_visible = [first_step(sc["ceiling_wrong_pixels"][e] >= VISIBLE_PIXELS) for e in range(len(self.lengths))]
+        out: dict[str, Any] = {
+            "steps": list(range(1, n_steps + 1)),
+            "ssim_mean": mean(sc["ssim"]), "ssim_std": std(sc["ssim"]),
+            "psnr_mean": mean(sc["psnr"]), "psnr_std": std(sc["psnr"]),
+            "ceiling_ssim": mean(sc["ceiling_ssim"]), "ceiling_psnr": mean(sc["ceiling_psnr"]),
+            "exact_share": mean(sc["exact_share"]), "exact_share_std": std(sc["exact_share"]),
+            "episodes_per_step": [int(n) for n in done.sum(axis=0)],
+            **_onset_stats("onset_095", onsets),
+            "visible_error_onset": {**_onset_stats("", visible, prefix=False),
+                                    "ceiling": _onset_stats("", ceiling_visible, prefix=False)},
+            "phases": {},
+            "regions": {r: {} for r in REGIONS},
+            "responses": {},
+            "eraser_l1": {p: {"value": _mean_or_none(v), "n": len(v)} for p, v in self.eraser.items()},
+            "empty_pen_strokes": {p: _share(v) for p, v in self.strokes.items()},
+            "definitions": DEFINITIONS,
+        }
+        for name, *_ in PHASES:
+            cols = phase_slice(name, n_steps)
+            block = {k: v[:, cols] for k, v in sc.items()}
+            frames = int((~np.isnan(block["ssim"])).sum())
+            out["phases"][name] = {
+                "first_step": cols.start + 1, "last_step": cols.stop if cols.stop > cols.start else None,
+                "frames": frames,
+                **{k: _scalar(_nanmean(block[k].ravel())) for k in ("ssim", "psnr", "exact_share", "ceiling_ssim", "ceiling_psnr")},
+                "ssim_std": _scalar(_nanstd(block["ssim"].ravel())),
+                "psnr_std": _scalar(_nanstd(block["psnr"].ravel())),
+            }
+            for r in REGIONS:
+                out["regions"][r][name] = _scalar(_nanmean(block[f"{r}_ssim"].ravel()))
+        for r in REGIONS:
+            out["regions"][r]["per_step"] = mean(sc[f"{r}_ssim"])
+        for c in CONTROLS:
+            out["responses"][c] = {p: _share(v) for p, v in self.responses[c].items()}
+        groups = {"tool": [c for c in CONTROLS if c in TOOLS], "color": [c for c in CONTROLS if c.startswith("color")]}
+        for g, members in groups.items():
+            out["responses"][g] = {p: _share([h for c in members for h in self.responses[c][p]]) for p, *_ in PHASES}
+        return out
+
+
+def _nanmean(a: np.ndarray, axis: int | None = None) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        n = (~np.isnan(a)).sum(axis=axis)
+        return np.where(n > 0, np.nansum(a, axis=axis) / np.maximum(n, 1), np.nan)
+
+
+def _nanstd(a: np.ndarray, axis: int | None = None) -> np.ndarray:
+    m = _nanmean(a, axis=axis)
+    mm = m if axis is None else np.expand_dims(m, axis)
+    return np.sqrt(_nanmean((a - mm) ** 2, axis=axis))
+
+
+def _scalar(v: Any) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def _clean(a: np.ndarray) -> list[float | None]:
+    return [_scalar(v) for v in np.asarray(a, dtype=np.float64)]
+
+
+def _mean_or_none(v: list[float]) -> float | None:
+    return float(np.mean(v)) if v else None
+
+
+def _onset_stats(key: str, onsets: list[int | None], prefix: bool = True) -> dict[str, Any]:
+    hit = [o for o in onsets if o is not None]
+    k = (lambda s: f"{key}_{s}") if prefix else (lambda s: s)
+    return {
+        k("mean"): float(np.mean(hit)) if hit else None,
+        k("std"): float(np.std(hit)) if hit else None,
+        k("never"): len(onsets) - len(hit),
+        k("per_episode"): onsets,
+    }
