@@ -13,7 +13,7 @@ from infinipaint.minipaint.layout import WHITE
 from .golden_script import golden_script
 
 # sha256 over the reset frame and every frame of golden_script(), pygame-ce 2.5.8.
-GOLDEN_SHA256 = "03fd472495f68cd4a6b9720c6958bb3aeed2406aaa7ba97e90d873f763db1149"
+GOLDEN_SHA256 = "0805a1140a52a6778d347188976ab4b0d9158f00d18ed79ff68807dcb275cb49"
 PALETTE = {tuple(c) for c in COLORS} | {WHITE}
 
 

@@ -3,7 +3,9 @@
     infinipaint play [--scale 3]
 
 The pointer is sampled every 80 ms and fed through the same ActionStream as the data and the
-world-model viewer, so what you do here is what the model sees. Keys: r reset, Esc/q quit.
+world-model viewer (`infinipaint dream`), with the same window and input handling
+(`viewer.window.PointerWindow`), so what you do here is what the model sees. Keys: r reset,
+Esc/q quit.
 """
 
 from __future__ import annotations
@@ -14,18 +16,19 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="paint in Minipaint in a window")
     p.add_argument("--scale", type=int, default=3, help="window pixels per Minipaint pixel")
-    p.add_argument("--steps", type=int, default=0, help="quit after this many ticks (0: run until closed)")
+    p.add_argument("--steps", type=int, default=0, help="quit after this many display frames (0: run until closed)")
     p.set_defaults(func=play)
 
 
 def play(args: argparse.Namespace) -> int:
     from infinipaint.actions import ActionStream
-    from infinipaint.minipaint import Minipaint
+    from infinipaint.minipaint import SCREEN, Minipaint
     from infinipaint.viewer.window import PointerWindow
 
     app = Minipaint()
     stream = ActionStream()
-    window = PointerWindow("Minipaint (r: reset, q: quit)", scale=args.scale)
+    side = SCREEN * args.scale
+    window = PointerWindow("Minipaint (r: reset, q: quit)", size=(side, side), frame_rect=(0, 0, side))
     frame = app.reset()
     ticks = 0
     while window.running:

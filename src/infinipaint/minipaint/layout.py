@@ -7,7 +7,9 @@
 
 Evaluation, agents and scripts read positions from here, never from hard-coded numbers.
 The toolbar is a 32-px strip along the top; the canvas is everything below it. Controls whose
-state interacts sit side by side: pen and eraser, then the six colour swatches, then the slider.
+state interacts sit close together, so a press on one and the change it causes at the other stay
+within the dynamics network's receptive field: pen and eraser side by side (51 px across), the six
+colour swatches in a 3 x 2 block (48 px across), then, after a gap of dead space, the slider.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SCREEN = 224
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 Rect = tuple[int, int, int, int]
 
@@ -40,8 +42,9 @@ class Layout:
     version: int = LAYOUT_VERSION
     toolbar_height: int = 32
     button: int = 24  # pen / eraser buttons are square
-    swatch: int = 16  # colour swatches are square
-    swatch_pitch: int = 19  # 3-px gap leaves room for the 2-px selection ring
+    swatch: int = 13  # colour swatches are square
+    swatch_pitch: int = 16  # 3-px gaps leave room for the 2-px selection ring
+    swatch_columns: int = 3  # swatches per row (two rows)
     slider_x0: int = 180  # track x of the smallest size
     slider_step: int = 4  # track pixels per size step
     sizes: tuple[int, ...] = tuple(range(1, 11))  # brush radius in pixels
@@ -58,7 +61,8 @@ class Layout:
         }
         x0 = 4 + 2 * b + 3 + 6  # colours start after a gap following the eraser
         for i in range(len(COLORS)):
-            rects[f"color{i}"] = (x0 + i * self.swatch_pitch, (t - s) // 2, s, s)
+            row, col = divmod(i, self.swatch_columns)
+            rects[f"color{i}"] = (x0 + col * self.swatch_pitch, 2 + row * (s + 2), s, s)
         lo = self.slider_x0 - 4
         hi = self.slider_x0 + self.slider_step * (len(self.sizes) - 1) + 4
         rects["slider"] = (lo, (t - b) // 2, hi - lo + 1, b)

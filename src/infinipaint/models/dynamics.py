@@ -40,11 +40,18 @@ class DynamicsConfig:
     blocks: int = 4  # residual blocks
     action_features: int = 32  # width of the action feature map that drives the AdaGN
     groups: int = 8  # GroupNorm groups
+    dilations: tuple[int, ...] = ()  # dilation of each block's first conv (empty: all 1); widens the receptive field
+    ada_kernel: int = 3  # kernel of the conv mapping action features to AdaGN scale/shift (1 or 3)
     change_threshold: float = 0.05  # |z_{t+1} - z_t| above this (any channel) marks a changed position
     noise_std: float = 0.02  # std of Gaussian noise added to the input latent during training
     unroll: int = 1  # training steps fed back on the model's own predictions (1: one-step)
 
     def __post_init__(self) -> None:
+        self.dilations = tuple(self.dilations) or (1,) * self.blocks
+        if len(self.dilations) != self.blocks or min(self.dilations) < 1:
+            raise ValueError(f"dilations {self.dilations} must give one value >= 1 per block ({self.blocks})")
+        if self.ada_kernel not in (1, 3):
+            raise ValueError(f"ada_kernel must be 1 or 3, got {self.ada_kernel}")
         if min(self.latent_channels, self.hidden, self.blocks, self.action_features, self.groups, self.unroll) < 1:
             raise ValueError("latent_channels, hidden, blocks, action_features, groups and unroll must be >= 1")
         if self.hidden % self.groups:
@@ -58,7 +65,8 @@ class DynamicsConfig:
 
 DYNAMICS_PRESETS: dict[str, DynamicsConfig] = {
     "tiny": DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4),
-    "cpu": DynamicsConfig(preset="cpu"),
+    "cpu": DynamicsConfig(preset="cpu", hidden=64, blocks=4, action_features=32, groups=8,
+                          dilations=(1, 2, 4, 8), ada_kernel=1),
     "paper": DynamicsConfig(preset="paper", hidden=256, blocks=4, action_features=64, groups=32),
 }
 
@@ -66,10 +74,10 @@ DYNAMICS_PRESETS: dict[str, DynamicsConfig] = {
 class SpatialAdaGN(nn.Module):
     """GroupNorm(h) * (1 + scale(a)) + shift(a), with per-position scale and shift from action features."""
 
-    def __init__(self, channels: int, features: int, groups: int) -> None:
+    def __init__(self, channels: int, features: int, groups: int, kernel: int = 3) -> None:
         super().__init__()
         self.norm = nn.GroupNorm(groups, channels, affine=False)
-        self.to_scale_shift = nn.Conv2d(features, 2 * channels, 3, padding=1)
+        self.to_scale_shift = nn.Conv2d(features, 2 * channels, kernel, padding=kernel // 2)
         nn.init.zeros_(self.to_scale_shift.weight)
         nn.init.zeros_(self.to_scale_shift.bias)
 
@@ -79,11 +87,11 @@ class SpatialAdaGN(nn.Module):
 
 
 class AdaBlock(nn.Module):
-    def __init__(self, c: DynamicsConfig) -> None:
+    def __init__(self, c: DynamicsConfig, dilation: int = 1) -> None:
         super().__init__()
-        self.norm1 = SpatialAdaGN(c.hidden, c.action_features, c.groups)
-        self.conv1 = nn.Conv2d(c.hidden, c.hidden, 3, padding=1)
-        self.norm2 = SpatialAdaGN(c.hidden, c.action_features, c.groups)
+        self.norm1 = SpatialAdaGN(c.hidden, c.action_features, c.groups, c.ada_kernel)
+        self.conv1 = nn.Conv2d(c.hidden, c.hidden, 3, padding=dilation, dilation=dilation)
+        self.norm2 = SpatialAdaGN(c.hidden, c.action_features, c.groups, c.ada_kernel)
         self.conv2 = nn.Conv2d(c.hidden, c.hidden, 3, padding=1)
 
     def forward(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -102,7 +110,7 @@ class LatentCNN(nn.Module):
             nn.Conv2d(ACTION_CHANNELS, c.action_features, 3, padding=1), nn.SiLU(),
             nn.Conv2d(c.action_features, c.action_features, 3, padding=1), nn.SiLU(),
         )
-        self.blocks = nn.ModuleList(AdaBlock(c) for _ in range(c.blocks))
+        self.blocks = nn.ModuleList(AdaBlock(c, d) for d in c.dilations)
         self.out_norm = nn.GroupNorm(c.groups, c.hidden)
         self.head = nn.Conv2d(c.hidden, c.latent_channels, 3, padding=1)
         nn.init.zeros_(self.head.weight)

@@ -1,0 +1,121 @@
+"""Model files: weights as safetensors plus a JSON of config and metadata, written atomically.
+
+    from infinipaint.models.checkpoint import save_weights, load_weights, load_state_strict
+    save_weights(model, "weights/cpu", "vae", config=asdict(cfg), meta={"step": 1000})
+    state, info = load_weights("weights/cpu", "vae")      # verified bytes, parsed JSON
+    load_state_strict(model, state, source="weights/cpu/vae.safetensors")
+
+`DIR/NAME.safetensors` holds the tensors; `DIR/NAME.json` holds {"format", "kind", "config", "meta",
+"weights": {"file", "bytes", "sha256"}}. The JSON is written last, so a model directory is complete
+exactly when its JSON names a weights file with matching size and checksum. Every failure to load
+(missing file, truncated or tampered bytes, not safetensors, mismatched keys or shapes) raises
+`CheckpointError` with the file and, where it applies, the tensor key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ..errors import CheckpointError
+
+FORMAT = "infinipaint-weights/1"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to `path.tmp`, fsync, then rename over `path`: readers see old or new, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def state_bytes(model: torch.nn.Module) -> bytes:
+    """The model's state dict as safetensors bytes (contiguous copies, so channels_last is fine)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return st_save(state)
+
+
+def save_weights(
+    model: torch.nn.Module, directory: str | Path, name: str, config: dict[str, Any], meta: dict[str, Any] | None = None
+) -> Path:
+    """Write `DIR/NAME.safetensors` then `DIR/NAME.json` (config, meta, size, sha256); returns the JSON path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = state_bytes(model)
+    weights = directory / f"{name}.safetensors"
+    _atomic_write(weights, data)
+    info = {
+        "format": FORMAT,
+        "kind": name,
+        "config": config,
+        "meta": meta or {},
+        "weights": {"file": weights.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+    }
+    path = directory / f"{name}.json"
+    _atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def read_info(directory: str | Path, name: str) -> dict[str, Any]:
+    """Parse and check `DIR/NAME.json` (format, kind and weights record); CheckpointError if unusable."""
+    path = Path(directory) / f"{name}.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (expected a {name} model directory)")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an infinipaint weights file (format {info.get('format') if isinstance(info, dict) else None!r}, expected {FORMAT!r})")
+    if info.get("kind") != name:
+        raise CheckpointError(f"{path}: holds a {info.get('kind')!r} model, expected {name!r}")
+    w = info.get("weights")
+    if not isinstance(w, dict) or not {"file", "bytes", "sha256"} <= set(w) or not isinstance(info.get("config"), dict):
+        raise CheckpointError(f"{path}: missing 'config' or 'weights' record")
+    return info
+
+
+def load_weights(directory: str | Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify `DIR/NAME.safetensors` against its JSON; returns (state dict on CPU, info)."""
+    info = read_info(directory, name)
+    w = info["weights"]
+    path = Path(directory) / Path(w["file"]).name
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (named by {name}.json)")
+    data = path.read_bytes()
+    if len(data) != w["bytes"]:
+        raise CheckpointError(f"{path}: truncated or wrong file: {len(data)} bytes, {name}.json records {w['bytes']}")
+    if hashlib.sha256(data).hexdigest() != w["sha256"]:
+        raise CheckpointError(f"{path}: checksum mismatch, the file was modified or corrupted after it was saved")
+    try:
+        state = st_load(data)
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    return state, info
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy `state` into `model`, refusing any missing, unexpected or differently shaped tensor."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        raise CheckpointError(f"{source}: missing tensor {missing[0]!r} ({len(missing)} missing; wrong preset or config?)")
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]!r} ({len(unexpected)} unexpected; wrong preset or config?)")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{source}: tensor {k!r} has shape {tuple(state[k].shape)}, the model expects {tuple(v.shape)} (wrong preset or config?)"
+            )
+    model.load_state_dict(state, strict=True)

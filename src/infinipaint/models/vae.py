@@ -1,0 +1,363 @@
+"""The convolutional VAE: 224x224 RGB frames <-> (16, 56, 56) latents (SPEC §4).
+
+    from infinipaint.models.vae import VAE, VAE_PRESETS, load, save
+    vae = VAE(VAE_PRESETS["cpu"])
+    z = vae.encode(frames)                 # float (B, 3, 224, 224) in [0, 1] -> (B, 16, 56, 56), posterior mean
+    x = vae.decode(z)                      # (B, 3, 224, 224), clamped to [0, 1]
+    loss, logs = vae.loss(batch)           # batch: uint8 (B, 3, 224, 224) (or (B, 224, 224, 3))
+    out = vae.reconstruct(frames_u8)       # numpy uint8 (B, 224, 224, 3) -> same
+    save(vae, "weights/cpu", meta={...}); vae = load("weights/cpu")
+
+One architecture family, shaped by `VAEConfig` (a preset is data). The encoder first folds
+`patch` x `patch` pixels into channels (pixel-unshuffle; patch 1 = none), then runs stages of
+residual blocks at decreasing resolution, each stage halving it (a stride-2 conv, or
+pixel-unshuffle + conv), and ends in a conv giving the posterior mean and log-variance. The decoder
+mirrors it and ends with pixel-shuffle (depth-to-space) back to 224x224. The total compression
+`patch * 2 ** (len(channels) - 1)` must be 4.
+
+- `paper`: the write-up's LDM-style VAE: patch 1, channels 128/256/512 at 224/112/56, 2 residual
+  blocks (GroupNorm + SiLU) per stage, stride-2 conv down, nearest-upsample + conv up, no
+  attention. 27,974,435 parameters; 0.3-0.6 s per decode on this 2-core CPU (bf16).
+- `cpu` (default): pixel-unshuffle by 4, then everything at 56x56: 96 channels, 3 residual blocks,
+  ReLU, no normalisation; 1,121,168 parameters, decode 9.1 ms and encode 9.5 ms at batch 1 (bf16,
+  channels_last, 2 threads); trains on 112x112 crops. Measurements in weights/cpu/DESIGN.md.
+- `tiny`: 16 channels, 1 block, for tests (30 k parameters).
+
+Run it under `torch.autocast(device, torch.bfloat16)` with inputs in channels_last for speed; the
+model converts its own weights and inputs to channels_last and never picks a device itself.
+
+Decoder output is linear (no sigmoid, so pure 0 and 1 are easy targets): `decode` clamps it to
+[0, 1]; `loss` trains the unclamped output. Loss = l1 * L1 + ssim * (1 - SSIM) + kl * KL (+ lpips *
+LPIPS), where KL is the mean over latent elements of KL(q(z|x) || N(0, 1)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import CheckpointError
+from ..metrics import psnr, ssim
+from .checkpoint import load_state_strict, load_weights, read_info, save_weights
+
+FRAME = 224
+COMPRESSION = 4
+ACTS = ("silu", "relu", "gelu")
+NORMS = ("group", "none")
+RESAMPLES = ("conv", "shuffle")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture and loss of a VAE. Saved in every checkpoint; `VAE(config)` rebuilds the model."""
+
+    preset: str = "cpu"  # name of the preset this config started from (recorded, not interpreted)
+    latent_channels: int = 16  # channels of the 56x56 latent z
+    patch: int = 4  # pixels folded into channels first (pixel-unshuffle), 1, 2 or 4
+    channels: tuple[int, ...] = (96,)  # width of each stage, from highest resolution down to 56x56
+    blocks: tuple[int, ...] = (3,)  # residual blocks per stage (same order), in encoder and decoder
+    norm: str = "none"  # "group" (GroupNorm, 32 groups) or "none" inside residual blocks
+    act: str = "relu"  # activation: "silu", "relu" or "gelu"
+    resample: str = "shuffle"  # between stages: "conv" (stride-2 / nearest+conv) or "shuffle" (pixel-(un)shuffle)
+    l1_weight: float = 1.0  # weight of the mean L1 reconstruction error
+    ssim_weight: float = 0.2  # weight of the structural term (1 - SSIM)
+    kl_weight: float = 1e-6  # beta: weight of the mean per-element KL
+    init_logvar: float = -6.0  # initial posterior log-variance (bias of the encoder's log-variance half)
+    lpips_weight: float = 0.0  # weight of LPIPS; > 0 needs lpips_path
+    lpips_path: str | None = None  # local LPIPS-VGG state dict (.safetensors/.pth), never downloaded
+    train_crop: int = 112  # if > 0, loss() trains on one random crop of this size (multiple of 4) per batch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))  # JSON gives lists
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if self.latent_channels < 1:
+            raise ValueError(f"latent_channels must be >= 1, got {self.latent_channels}")
+        if self.patch not in (1, 2, 4):
+            raise ValueError(f"patch must be 1, 2 or 4, got {self.patch}")
+        if not self.channels or len(self.channels) != len(self.blocks):
+            raise ValueError(f"channels {self.channels} and blocks {self.blocks} must be non-empty and equally long")
+        if any(c < 1 for c in self.channels) or any(b < 0 for b in self.blocks):
+            raise ValueError(f"channels must be >= 1 and blocks >= 0: {self.channels}, {self.blocks}")
+        if self.patch * 2 ** (len(self.channels) - 1) != COMPRESSION:
+            raise ValueError(
+                f"patch {self.patch} with {len(self.channels)} stages compresses by "
+                f"{self.patch * 2 ** (len(self.channels) - 1)}, must be {COMPRESSION} (224 -> 56)"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.norm == "group" and any(c % 32 for c in self.channels):
+            raise ValueError(f"GroupNorm(32) needs channels divisible by 32, got {self.channels}")
+        if self.act not in ACTS:
+            raise ValueError(f"act must be one of {ACTS}, got {self.act!r}")
+        if self.resample not in RESAMPLES:
+            raise ValueError(f"resample must be one of {RESAMPLES}, got {self.resample!r}")
+        for name in ("l1_weight", "ssim_weight", "kl_weight", "lpips_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lpips_weight > 0 and not self.lpips_path:
+            raise ValueError("lpips_weight > 0 needs lpips_path: a local LPIPS-VGG weights file (nothing is downloaded)")
+        if self.train_crop < 0 or self.train_crop % COMPRESSION or self.train_crop > FRAME:
+            raise ValueError(f"train_crop must be 0 or a multiple of {COMPRESSION} up to {FRAME}, got {self.train_crop}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"], d["blocks"] = list(self.channels), list(self.blocks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown VAEConfig fields: {', '.join(unknown)}")
+        return cls(**d)
+
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    "tiny": VAEConfig(preset="tiny", channels=(16,), blocks=(1,), train_crop=0),
+    "cpu": VAEConfig(preset="cpu"),
+    "paper": VAEConfig(
+        preset="paper", patch=1, channels=(128, 256, 512), blocks=(2, 2, 2),
+        norm="group", act="silu", resample="conv", train_crop=0,
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------- layers
+def activation(name: str) -> nn.Module:
+    return {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}[name]()
+
+
+def normalization(name: str, channels: int) -> nn.Module:
+    return nn.GroupNorm(32, channels, eps=1e-6) if name == "group" else nn.Identity()
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: x + conv(act(norm(conv(act(norm(x)))))); the last conv starts at zero."""
+
+    def __init__(self, channels: int, norm: str, act: str) -> None:
+        super().__init__()
+        self.norm1, self.act1 = normalization(norm, channels), activation(act)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2, self.act2 = normalization(norm, channels), activation(act)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.act1(self.norm1(x)))
+        return x + self.conv2(self.act2(self.norm2(h)))
+
+
+def downsample(cin: int, cout: int, kind: str) -> nn.Module:
+    """Halve the resolution: (B, cin, H, W) -> (B, cout, H/2, W/2)."""
+    if kind == "conv":
+        return nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+    return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * cin, cout, 3, padding=1))
+
+
+def upsample(cin: int, cout: int, kind: str) -> nn.Module:
+    """Double the resolution: (B, cin, H, W) -> (B, cout, 2H, 2W)."""
+    if kind == "conv":
+        return nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1))
+    return nn.Sequential(nn.Conv2d(cin, 4 * cout, 3, padding=1), nn.PixelShuffle(2))
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: VAEConfig) -> None:
+        super().__init__()
+        ch = c.channels
+        self.unshuffle = nn.PixelUnshuffle(c.patch)
+        self.conv_in = nn.Conv2d(3 * c.patch**2, ch[0], 3, padding=1)
+        stages: list[nn.Module] = []
+        for i, (width, n) in enumerate(zip(ch, c.blocks)):
+            stages += [ResBlock(width, c.norm, c.act) for _ in range(n)]
+            if i + 1 < len(ch):
+                stages.append(downsample(width, ch[i + 1], c.resample))
+        self.stages = nn.Sequential(*stages)
+        self.norm_out, self.act_out = normalization(c.norm, ch[-1]), activation(c.act)
+        self.conv_out = nn.Conv2d(ch[-1], 2 * c.latent_channels, 3, padding=1)
+        # Start nearly deterministic: with logvar ~ 0 the sampled z is mostly noise and the first
+        # thousand steps go to shrinking it.
+        nn.init.constant_(self.conv_out.bias[c.latent_channels :], c.init_logvar)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(self.unshuffle(x))  # (B, ch[0], 224/patch, 224/patch)
+        h = self.stages(h)  # (B, ch[-1], 56, 56)
+        return self.conv_out(self.act_out(self.norm_out(h)))  # (B, 2 * latent, 56, 56)
+
+
+class Decoder(nn.Module):
+    def __init__(self, c: VAEConfig) -> None:
+        super().__init__()
+        ch = c.channels
+        self.conv_in = nn.Conv2d(c.latent_channels, ch[-1], 3, padding=1)
+        stages: list[nn.Module] = []
+        for i in reversed(range(len(ch))):
+            stages += [ResBlock(ch[i], c.norm, c.act) for _ in range(c.blocks[i])]
+            if i > 0:
+                stages.append(upsample(ch[i], ch[i - 1], c.resample))
+        self.stages = nn.Sequential(*stages)
+        self.norm_out, self.act_out = normalization(c.norm, ch[0]), activation(c.act)
+        self.conv_out = nn.Conv2d(ch[0], 3 * c.patch**2, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(c.patch)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.stages(self.conv_in(z))  # (B, ch[0], 224/patch, 224/patch)
+        h = self.conv_out(self.act_out(self.norm_out(h)))  # (B, 3 * patch^2, 224/patch, 224/patch)
+        return self.shuffle(h)  # (B, 3, 224, 224), unclamped
+
+
+# -------------------------------------------------------------------------------------- model
+def frames_to_float(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 frames (B, 3, H, W) or (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]; float (B, 3, H, W) passes."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
+    if x.ndim != 4:
+        raise ValueError(f"expected a batch of frames (B, 3, H, W) or (B, H, W, 3), got shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        if x.shape[1] != 3 and x.shape[-1] == 3:
+            x = x.permute(0, 3, 1, 2)
+        x = x.float() / 255.0
+    elif not x.is_floating_point():
+        raise ValueError(f"frames must be uint8 or float, got {x.dtype}")
+    if x.shape[1] != 3:
+        raise ValueError(f"expected 3 colour channels, got shape {tuple(x.shape)}")
+    return x
+
+
+class VAE(nn.Module):
+    def __init__(self, config: VAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or VAEConfig()
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+        self._lpips: list[nn.Module] = []  # loaded on the first loss() that needs it; kept out of state_dict
+        self.to(memory_format=torch.channels_last)
+
+    # -------------------------------------------------------------------------------- inference
+    def posterior(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | x): (B, 3, 224, 224) -> 2 x (B, latent, 56, 56)."""
+        self._check_frames(frames)
+        h = self.encoder(frames.contiguous(memory_format=torch.channels_last))
+        mean, logvar = h.chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Posterior mean (no sampling): float (B, 3, 224, 224) in [0, 1] -> (B, latent, 56, 56)."""
+        return self.posterior(frames)[0]
+
+    def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """Unclamped decoder output: (B, latent, 56, 56) -> (B, 3, 224, 224)."""
+        return self.decoder(z.contiguous(memory_format=torch.channels_last))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Frames in [0, 1]: (B, latent, 56, 56) -> (B, 3, 224, 224)."""
+        return self.decode_raw(z).clamp(0.0, 1.0)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(unclamped reconstruction, mean, logvar); z is sampled in training mode, the mean otherwise."""
+        mean, logvar = self.posterior(frames)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
+        return self.decode_raw(z), mean, logvar
+
+    @torch.no_grad()
+    def reconstruct(self, frames: np.ndarray, bf16: bool = False) -> np.ndarray:
+        """Encode then decode uint8 frames (B, 224, 224, 3) -> uint8 (B, 224, 224, 3), in eval mode."""
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+            raise ValueError(f"reconstruct takes a numpy uint8 array, got {type(frames).__name__} {getattr(frames, 'dtype', '')}")
+        if frames.ndim != 4 or frames.shape[1:] != (FRAME, FRAME, 3):
+            raise ValueError(f"reconstruct takes frames of shape (B, {FRAME}, {FRAME}, 3), got {frames.shape}")
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        x = frames_to_float(frames).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            y = self.decode(self.encode(x))
+        self.train(was_training)
+        y = (y.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return y.permute(0, 2, 3, 1).cpu().numpy()
+
+    # ---------------------------------------------------------------------------------- training
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss of a batch of uint8 frames (B, 3, 224, 224) (or (B, 224, 224, 3)) -> (loss, logs)."""
+        x = self._crop(frames_to_float(batch).to(next(self.parameters()).device))
+        raw, mean, logvar = self(x)
+        raw = raw.float()
+        c = self.config
+        l1 = (raw - x).abs().mean()
+        kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).mean()
+        total = c.l1_weight * l1 + c.kl_weight * kl
+        logs = {"l1": l1.item(), "kl": kl.item()}
+        if c.ssim_weight > 0:
+            s = 1.0 - ssim(raw, x).mean()
+            total = total + c.ssim_weight * s
+            logs["1-ssim"] = s.item()
+        if c.lpips_weight > 0:
+            p = self.lpips_net(x.device)(raw, x).mean()
+            total = total + c.lpips_weight * p
+            logs["lpips"] = p.item()
+        with torch.no_grad():
+            logs["psnr"] = psnr(raw.detach().clamp(0, 1), x).mean().item()
+        logs["loss"] = total.item()
+        return total, logs
+
+    # ----------------------------------------------------------------------------------- helpers
+    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.config.train_crop
+        if not self.training or size == 0 or size >= min(x.shape[-2:]):
+            return x
+        hi_y, hi_x = (x.shape[-2] - size) // COMPRESSION, (x.shape[-1] - size) // COMPRESSION
+        y0 = int(torch.randint(0, hi_y + 1, ())) * COMPRESSION
+        x0 = int(torch.randint(0, hi_x + 1, ())) * COMPRESSION
+        return x[..., y0 : y0 + size, x0 : x0 + size]
+
+    def lpips_net(self, device: torch.device) -> nn.Module:
+        """The frozen LPIPS network, loaded from `config.lpips_path` on first use (CheckpointError if unusable)."""
+        if not self._lpips:
+            from .lpips import LPIPS
+
+            self._lpips.append(LPIPS.from_file(self.config.lpips_path))
+        return self._lpips[0].to(device)
+
+    @staticmethod
+    def _check_frames(frames: torch.Tensor) -> None:
+        if not torch.is_tensor(frames) or not frames.is_floating_point():
+            raise ValueError("encode takes float frames in [0, 1]; convert uint8 with frames_to_float")
+        if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[-1] % COMPRESSION or frames.shape[-2] % COMPRESSION:
+            raise ValueError(f"expected frames (B, 3, H, W) with H, W multiples of {COMPRESSION}, got {tuple(frames.shape)}")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ------------------------------------------------------------------------------------- files
+NAME = "vae"
+
+
+def save(model: VAE, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write `DIR/vae.safetensors` + `DIR/vae.json` (config and meta), atomically."""
+    meta = {"parameters": model.num_parameters(), **(meta or {})}
+    return save_weights(model, directory, NAME, config=model.config.to_dict(), meta=meta)
+
+
+def load(directory: str | Path, preset: str | None = None, map_location: str | torch.device = "cpu") -> VAE:
+    """Rebuild a VAE from `DIR/vae.json` + `DIR/vae.safetensors` alone (eval mode).
+
+    `preset`, if given, must match the one recorded; every mismatch raises CheckpointError.
+    """
+    info = read_info(directory, NAME)
+    try:
+        config = VAEConfig.from_dict(info["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(directory) / 'vae.json'}: bad VAE config ({e})") from None
+    if preset is not None and config.preset != preset:
+        raise CheckpointError(f"{directory}: holds a {config.preset!r} VAE, expected preset {preset!r}")
+    state, _ = load_weights(directory, NAME)
+    model = VAE(config)
+    load_state_strict(model, state, source=str(Path(directory) / "vae.safetensors"))
+    return model.to(map_location).eval()
