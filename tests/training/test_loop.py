@@ -95,3 +95,13 @@ def test_lr_schedule():
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(100, cfg) == pytest.approx(0.1)
     assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 100))
+
+
+def test_init_from_trained_weights(small_dataset, tmp_path):
+    train_vae(small_dataset, tmp_path / "a", "--steps", "3")
+    train_vae(small_dataset, tmp_path / "b", "--init-from", tmp_path / "a" / "model", "--steps", "1",
+              "--lr", "1e-12", "--warmup", "0")
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    proc = train_vae(small_dataset, tmp_path / "c", "--init-from", tmp_path / "nowhere", check=False)
+    assert proc.returncode == 2 and "vae.json" in proc.stderr

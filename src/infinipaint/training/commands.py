@@ -42,6 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=PRESETS, default="cpu", help="model and training preset")
     p.add_argument("--out", required=True, help="run directory, runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--init-from", metavar="DIR",
+                   help="start a new run from trained weights (e.g. weights/cpu): their config is the default")
     p.add_argument("--model-set", action="append", metavar="FIELD=VALUE",
                    help="override one model-config field (repeatable), e.g. --model-set latent_channels=16")
     add_overrides(p, TrainConfig)
@@ -50,13 +52,25 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _configs(args: argparse.Namespace, component: str, model_presets: dict, model_cls: type):
     """(model config, train config): preset or saved run, then command-line overrides."""
     saved = Path(args.out) / "config.json"
+    model_cfg, train_cfg = model_presets[args.preset], TRAIN_PRESETS[component][args.preset]
     if args.resume and saved.exists():
         run = json.loads(saved.read_text())
         model_cfg = model_cls(**run["model"])
         train_cfg = TrainConfig(**run["train"])
-    else:
-        model_cfg, train_cfg = model_presets[args.preset], TRAIN_PRESETS[component][args.preset]
+    elif args.init_from:
+        from infinipaint.models.checkpoint import read_info
+
+        model_cfg = model_cls(**read_info(args.init_from, component)["config"])
     return apply_sets(model_cfg, args.model_set), apply_overrides(train_cfg, args)
+
+
+def _init_from(model, directory: str | None, name: str) -> None:
+    """Copy trained weights into a fresh model (CheckpointError on any mismatch)."""
+    if directory:
+        from infinipaint.models.checkpoint import load_state_strict, load_weights
+
+        state, _ = load_weights(directory, name)
+        load_state_strict(model, state, source=str(Path(directory) / f"{name}.safetensors"))
 
 
 def train_vae(args: argparse.Namespace) -> int:
@@ -73,6 +87,7 @@ def train_vae(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.data}: the train split is empty")
     torch.manual_seed(cfg.seed)
     model = VAE(model_cfg)
+    _init_from(model, args.init_from, "vae")
     print(f"vae {args.preset}: {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(train_set):,} train / {len(val_set):,} val frames")
     summary = train(model, train_set, val_set, cfg, args.out, "vae", resume=args.resume,
@@ -108,6 +123,7 @@ def train_dynamics(args: argparse.Namespace) -> int:
     torch.manual_seed(cfg.seed)
     model = LatentCNN(model_cfg)
     model.set_latent_stats(*train_set.latent_stats())
+    _init_from(model, args.init_from, "dynamics")
     print(f"dynamics {args.preset}: {model.num_parameters():,} parameters, "
           f"{len(train_set):,} train / {len(val_set or []):,} val windows of {model_cfg.unroll} transitions")
     # The exported model folder is a complete world model: the VAE files sit beside the dynamics.
