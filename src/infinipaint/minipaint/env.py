@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .app import Minipaint
+from .app import Minipaint, validate_action
 from .layout import SCREEN
 
 WINDOW_SCALE = 3
@@ -58,8 +58,15 @@ class FrameWindow:
         pygame.display.quit()
 
 
-class MinipaintEnv(gym.Env):
+class FrameEnv(gym.Env):
+    """A paint program behind Gymnasium: subclasses say how to reset and step their frames.
+
+    Shared by Minipaint and the world model (`InfinipaintDream-v0`), so both have the same spaces,
+    render modes, truncation and info, and callers never branch on which one they run.
+    """
+
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 12}
+    title = "Minipaint"
 
     def __init__(self, render_mode: str | None = None, max_steps: int = 1000, clip: bool = False) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -69,21 +76,29 @@ class MinipaintEnv(gym.Env):
         self.clip = clip
         self.observation_space = observation_space()
         self.action_space = action_space()
-        self.app = Minipaint()
-        self._frame = self.app.frame()
+        self._frame = np.full((SCREEN, SCREEN, 3), 255, dtype=np.uint8)
         self._steps = 0
         self._window: FrameWindow | None = None
 
+    def _reset_frame(self, options: dict[str, Any]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _step_frame(self, action: tuple[int, int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _info(self) -> dict[str, Any]:
+        return {"step": self._steps}
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)  # Minipaint itself has no randomness
-        self._frame = self.app.reset()
+        super().reset(seed=seed)  # both worlds are deterministic
+        self._frame = self._reset_frame(options or {})
         self._steps = 0
         if self.render_mode == "human":
             self.render()
         return self._frame.copy(), self._info()
 
     def step(self, action):
-        self._frame = self.app.step(tuple(np.asarray(action).tolist()), clip=self.clip)
+        self._frame = self._step_frame(validate_action(tuple(np.asarray(action).tolist()), clip=self.clip))
         self._steps += 1
         if self.render_mode == "human":
             self.render()
@@ -94,7 +109,7 @@ class MinipaintEnv(gym.Env):
             return self._frame.copy()
         if self.render_mode == "human":
             if self._window is None:
-                self._window = FrameWindow("Minipaint")
+                self._window = FrameWindow(self.title)
             self._window.show(self._frame)
         return None
 
@@ -102,6 +117,19 @@ class MinipaintEnv(gym.Env):
         if self._window is not None:
             self._window.close()
             self._window = None
+
+
+class MinipaintEnv(FrameEnv):
+    def __init__(self, render_mode: str | None = None, max_steps: int = 1000, clip: bool = False) -> None:
+        super().__init__(render_mode, max_steps, clip)
+        self.app = Minipaint()
+        self._frame = self.app.frame()
+
+    def _reset_frame(self, options: dict[str, Any]) -> np.ndarray:
+        return self.app.reset()
+
+    def _step_frame(self, action: tuple[int, int, int]) -> np.ndarray:
+        return self.app.step(action)
 
     def _info(self) -> dict[str, Any]:
         s = self.app.state

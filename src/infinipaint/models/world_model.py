@@ -155,56 +155,25 @@ class WorldModel:
 
 def dream_env(model_dir: str | Path = "weights/cpu", render_mode: str | None = None, max_steps: int = 1000,
               clip: bool = False, world_model: WorldModel | None = None):
-    """The world model behind Minipaint's Gymnasium interface (same spaces, same render modes)."""
-    import gymnasium as gym
+    """The world model behind Minipaint's Gymnasium interface (same spaces, render modes, info).
 
+    `reset(options={"frame": f})` starts from frame f instead of a fresh Minipaint screen.
+    """
     from infinipaint.minipaint import Minipaint
-    from infinipaint.minipaint.env import FrameWindow, action_space, observation_space
+    from infinipaint.minipaint.env import FrameEnv
 
-    class InfinipaintDreamEnv(gym.Env):
-        metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 12}
+    class InfinipaintDreamEnv(FrameEnv):
+        title = "Infinipaint dream"
 
         def __init__(self) -> None:
-            if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-                raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-            self.render_mode = render_mode
-            self.observation_space = observation_space()
-            self.action_space = action_space()
+            super().__init__(render_mode, max_steps, clip)
             self.model = world_model or WorldModel.load(model_dir)
             self._first = Minipaint().reset()
-            self._frame = self._first
-            self._steps = 0
-            self._window: FrameWindow | None = None
 
-        def reset(self, *, seed: int | None = None, options: dict | None = None):
-            super().reset(seed=seed)
-            start = (options or {}).get("frame", self._first)
-            self._frame = self.model.reset(np.asarray(start, dtype=np.uint8))
-            self._steps = 0
-            if self.render_mode == "human":
-                self.render()
-            return self._frame.copy(), {"step": 0}
+        def _reset_frame(self, options: dict) -> np.ndarray:
+            return self.model.reset(np.asarray(options.get("frame", self._first), dtype=np.uint8))
 
-        def step(self, action):
-            action = validate_action(tuple(np.asarray(action).tolist()), clip=clip)
-            self._frame = self.model.step(action)
-            self._steps += 1
-            if self.render_mode == "human":
-                self.render()
-            return self._frame.copy(), 0.0, False, self._steps >= max_steps, {"step": self._steps}
-
-        def render(self):
-            if self.render_mode == "rgb_array":
-                return self._frame.copy()
-            if self.render_mode == "human":
-                if self._window is None:
-                    self._window = FrameWindow("Infinipaint dream")
-                self._window.show(self._frame)
-            return None
-
-        def close(self) -> None:
-            if self._window is not None:
-                self._window.close()
-                self._window = None
+        def _step_frame(self, action: tuple[int, int, int]) -> np.ndarray:
+            return self.model.step(action)
 
     return InfinipaintDreamEnv()
