@@ -1,11 +1,16 @@
-"""`infinipaint demo`: the main job of `make demo`, headless.
+"""The viewer's commands: `demo` (the main job of `make demo`) and `dream` (the interactive viewer).
 
     infinipaint demo --out out/demo [--model weights/cpu] [--steps 300]
+    infinipaint dream [--model weights/cpu] [--scale 3] [--replay FILE.json] [--headless] [--save DIR]
+                      [--no-truth] [--queue 64] [--threads 1] [--fp32] [--save-frames] [--realtime]
 
-Replays a held-out procedural-agent episode. With a world model (the shipped `weights/cpu` when
-both networks are there, or `--model DIR`) it runs the model on the episode's steps beside the
-real Minipaint and writes `session.gif` (truth | model | difference); without one it writes the
-Minipaint session alone.
+`demo` replays a held-out procedural-agent episode. With a world model (the shipped `weights/cpu`
+when both networks are there, or `--model DIR`) it runs the model on the episode's steps beside
+the real Minipaint and writes `session.gif` (truth | model | difference); without one it writes
+the Minipaint session alone.
+
+`dream` lets a person paint inside the world model; keys, panels and the queue policy are
+described in `viewer/dream.py`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from .inference import QUEUE, THREADS
 
 DEFAULT_MODEL = Path("weights/cpu")
 DEMO_SEED, DEMO_EPISODE = 2026, 0  # a seed never used for training data
@@ -24,6 +31,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="world-model directory (default: weights/cpu when complete)")
     p.add_argument("--steps", type=int, default=300, help="steps of the episode to replay")
     p.set_defaults(func=demo)
+
+    p = sub.add_parser("dream", help="paint inside the world model in a window (or replay a file headless)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="world-model directory (vae.* + dynamics.*)")
+    p.add_argument("--scale", type=int, default=3, help="window pixels per Minipaint pixel of the model's frame")
+    p.add_argument("--replay", metavar="FILE.json", help='drive the session from {"actions": [[x, y, down], ...]}, '
+                   "one raw pointer sample per 80-ms tick, instead of the mouse")
+    p.add_argument("--headless", action="store_true", help="no display (SDL dummy driver), no sleeping; needs "
+                   "--replay; writes screenshot.png, session.gif and actions.json to --save")
+    p.add_argument("--save", default="out/dream", metavar="DIR", help="where the s key (and --headless) saves the "
+                   "session")
+    p.add_argument("--save-frames", action="store_true", help="also save frames.npz (uint8 pred and truth per step)")
+    p.add_argument("--no-truth", action="store_true", help="start with the real-Minipaint panels hidden")
+    p.add_argument("--queue", type=int, default=QUEUE, help="steps the inference queue holds before mouse samples "
+                   "are dropped (replays wait instead)")
+    p.add_argument("--threads", type=int, default=THREADS, help="torch threads of the inference thread "
+                   "(0: PyTorch's default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--fp32", action="store_true", help="run the model without bf16 autocast")
+    p.add_argument("--realtime", action="store_true", help="with --headless: tick in real time (80-ms samples, "
+                   "60 fps display) as a window would, to measure what a user sees")
+    p.set_defaults(func=dream)
 
 
 def _model_dir(arg: str | None) -> Path | None:
@@ -69,4 +97,49 @@ def demo(args: argparse.Namespace) -> int:
         print(f"world model {model_dir}: {len(actions)} steps, mean SSIM {summary['ssim_mean']:.4f}, "
               f"final SSIM {summary['ssim_last']:.4f}; truth | model | difference written to {path}")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def dream(args: argparse.Namespace) -> int:
+    import os
+
+    from infinipaint.errors import CheckpointError, CommandError
+
+    if args.headless and not args.replay:
+        raise CommandError("--headless needs --replay FILE.json (there is no mouse without a display)")
+    if not 1 <= args.scale <= 8:
+        raise CommandError(f"--scale must be 1..8, got {args.scale}")
+    if args.headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch starts its thread pool
+
+    from infinipaint.evaluation.evaluate import check_model_dir, pick_device
+    from infinipaint.evaluation.rollout import read_actions
+    from infinipaint.models.world_model import WorldModel
+
+    from .dream import MIN_QUEUE, Dream
+
+    if args.queue < MIN_QUEUE:
+        raise CommandError(f"--queue must be at least {MIN_QUEUE} (the steps one pointer sample can make)")
+    replay = read_actions(args.replay) if args.replay else None
+    try:
+        check_model_dir(args.model)
+        wm = WorldModel.load(args.model, device=pick_device(args.device), bf16=not args.fp32)
+    except CheckpointError as e:
+        hint = "; pass --model DIR for another model" if Path(args.model) == DEFAULT_MODEL else ""
+        raise CheckpointError(f"{e}{hint}") from None
+    save_dir = Path(args.save)
+    viewer = Dream(wm, scale=args.scale, truth=not args.no_truth, queue=args.queue, threads=args.threads,
+                   replay=replay, realtime=not args.headless or args.realtime, save_dir=save_dir,
+                   save_frames=args.save_frames, mouse=not args.headless, model_dir=args.model)
+    try:
+        viewer.run()
+        if args.headless:
+            viewer.save(save_dir)
+    finally:
+        viewer.close()
+    s = viewer.summary()
+    print(f"{s['steps']} steps from {s['samples']} samples ({s['dropped']} dropped) in {s['wall_s']:.1f} s: "
+          f"UI {s['ui_fps']:.1f} fps, step latency median {s['step_ms_median']:.1f} ms, "
+          f"p90 {s['step_ms_p90']:.1f} ms" + (f"; saved to {save_dir}" if args.headless else ""))
     return 0
