@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,3 +106,17 @@ def test_init_from_trained_weights(small_dataset, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     proc = train_vae(small_dataset, tmp_path / "c", "--init-from", tmp_path / "nowhere", check=False)
     assert proc.returncode == 2 and "vae.json" in proc.stderr
+
+
+def test_weighted_step_batches_follow_weights():
+    from infinipaint.training.loop import StepBatches
+
+    weights = np.zeros(10)
+    weights[[2, 7]] = [1.0, 3.0]
+    drawn = np.concatenate(list(StepBatches(10, 64, seed=0, start=0, stop=50, weights=weights)))
+    assert set(drawn.tolist()) == {2, 7}
+    assert 0.7 < (drawn == 7).mean() < 0.8
+    again = np.concatenate(list(StepBatches(10, 64, seed=0, start=25, stop=50, weights=weights)))
+    assert np.array_equal(again, drawn[25 * 64 :])  # resumable: step s draws the same batch
+    with pytest.raises(ValueError):
+        StepBatches(10, 4, 0, 0, 1, weights=np.ones(3))

@@ -8,7 +8,8 @@
 The cache lives beside the data, keyed by the VAE's weights checksum, so a new VAE never reads a
 stale cache: `DATA/latents/<sha256[:16]>/<split>/` holds `z.npy` (float16 (N, C, 56, 56), all
 frames of all episodes of the split back to back, memory-mapped when read), `actions.npy`
-(int16 (N, 3)) and `index.json` (episode keys and their first row). It is written into a temp
+(int16 (N, 3)), `kinds.npy` (uint8 (N,), what each step did, as in data/agents.py KINDS) and
+`index.json` (episode keys and their first row). It is written into a temp
 folder and renamed when complete, so a killed build leaves nothing half-done behind.
 Windows follow the storage convention: `actions[0]` of a window is `a_prev` of its first transition.
 """
@@ -61,10 +62,13 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     tmp.mkdir(parents=True)
     z_all = np.lib.format.open_memmap(tmp / "z.npy", mode="w+", dtype=np.float16, shape=(starts[-1], c, 56, 56))
     actions = np.zeros((starts[-1], 3), dtype=np.int16)
+    kinds = np.zeros(starts[-1], dtype=np.uint8)
     bar = tqdm(total=starts[-1], desc=f"encode {split} latents", unit="frame")
     for key, start in zip(keys, starts):
         frames = reader.frames(key)
-        actions[start : start + len(frames)] = reader.arrays(key)["actions"]
+        arrays = reader.arrays(key)
+        actions[start : start + len(frames)] = arrays["actions"]
+        kinds[start : start + len(frames)] = arrays["kinds"]
         for i in range(0, len(frames), batch):
             x = torch.from_numpy(frames[i : i + batch]).to(device).permute(0, 3, 1, 2).float().div(255.0)
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
@@ -75,6 +79,7 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     z_all.flush()
     del z_all
     np.save(tmp / "actions.npy", actions)
+    np.save(tmp / "kinds.npy", kinds)
     index = {"vae_sha256": sha, "split": split, "keys": keys, "starts": starts, "max_episodes": max_episodes,
              "latent_channels": c}
     (tmp / "index.json").write_text(json.dumps(index))
@@ -87,7 +92,10 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
 class LatentTransitionDataset(Dataset):
     """Windows of K transitions over a latent cache: z[t:t+K+1], actions[t:t+K+1] of one episode."""
 
-    def __init__(self, cache: str | Path, k: int = 1) -> None:
+    def __init__(self, cache: str | Path, k: int = 1, oversample: dict[str, float] | None = None) -> None:
+        """`oversample` maps a step kind ("press_pen", "erase", ...; prefix "press_" matches every
+        press) to a weight: windows whose transitions include such a step are drawn that many times
+        more often by the training loop (`sampling_weights`)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.cache, self.k = Path(cache), k
@@ -102,6 +110,23 @@ class LatentTransitionDataset(Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(per)])
         self._z: np.ndarray | None = None
         self._actions: np.ndarray | None = None
+        self.sampling_weights = self._weights(oversample) if oversample else None
+
+    def _weights(self, oversample: dict[str, float]) -> np.ndarray:
+        """Per-window weight: the largest weight of any step kind among its K transitions."""
+        from infinipaint.data.agents import KINDS
+
+        kinds = np.load(self.cache / "kinds.npy")
+        step_weight = np.ones(len(KINDS))
+        for name, w in oversample.items():
+            matches = [i for i, k in enumerate(KINDS) if k == name or (name.endswith("_") and k.startswith(name))]
+            if not matches:
+                raise ValueError(f"unknown step kind {name!r}; known: {', '.join(KINDS)}")
+            step_weight[matches] = w
+        per_row = step_weight[kinds]
+        per_episode = np.diff(self.offsets)
+        rows = np.repeat(self.first_row, per_episode) + np.arange(len(self)) - np.repeat(self.offsets[:-1], per_episode)
+        return np.max([per_row[rows + j] for j in range(1, self.k + 1)], axis=0)  # the transitions' own steps
 
     def _open(self) -> None:  # lazily, in the process that reads (DataLoader workers)
         self._z = np.load(self.cache / "z.npy", mmap_mode="r")

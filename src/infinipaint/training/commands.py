@@ -116,7 +116,8 @@ def train_dynamics(args: argparse.Namespace) -> int:
                            f"the dynamics config {model_cfg.latent_channels}")
     device = str(runtime(cfg).device)
     train_cache = build_latent_cache(args.data, args.vae, "train", args.max_episodes, device=device)
-    train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll)
+    # --extra '{"oversample": {"press_": 20}}' draws windows with UI presses 20x more often.
+    train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll, oversample=cfg.extra.get("oversample"))
     val_set = None  # small datasets may have no val episode: then no validation
     if DatasetReader(args.data).keys("val"):
         val_set = LatentTransitionDataset(build_latent_cache(args.data, args.vae, "val", device=device), k=model_cfg.unroll)

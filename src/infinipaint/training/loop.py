@@ -101,16 +101,30 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 
 class StepBatches(Sampler[list[int]]):
-    """Batch indices for steps [start, stop): step s draws from a generator seeded by (seed, s, rank)."""
+    """Batch indices for steps [start, stop): step s draws from a generator seeded by (seed, s, rank).
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0) -> None:
+    Items are drawn uniformly, or in proportion to `weights` (e.g. a dataset's `sampling_weights`,
+    which oversample rare transitions such as UI presses)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
+                 weights: np.ndarray | None = None) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start, self.stop, self.rank = start, stop, rank
+        self.cdf = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (n,) or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f"weights must be {n} non-negative numbers with a positive sum")
+            self.cdf = np.cumsum(w / w.sum())
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.stop):
             rng = np.random.default_rng([self.seed, step, self.rank, 1])
-            yield rng.integers(0, self.n, self.batch_size).tolist()
+            if self.cdf is None:
+                yield rng.integers(0, self.n, self.batch_size).tolist()
+            else:
+                u = rng.random(self.batch_size)
+                yield np.minimum(np.searchsorted(self.cdf, u, side="right"), self.n - 1).tolist()
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -237,7 +251,8 @@ def train(
             wrapped, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     loader = DataLoader(
         train_set,
-        batch_sampler=StepBatches(len(train_set), cfg.batch_size, cfg.seed, start, cfg.steps, rt.rank),
+        batch_sampler=StepBatches(len(train_set), cfg.batch_size, cfg.seed, start, cfg.steps, rt.rank,
+                                  weights=getattr(train_set, "sampling_weights", None)),
         num_workers=cfg.num_workers,
         persistent_workers=False,
         pin_memory=rt.device.type == "cuda",
