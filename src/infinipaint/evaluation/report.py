@@ -153,6 +153,13 @@ def _phase_lines(ax, n: int) -> None:
             ax.axvline(lo - 1, color="0.75", lw=0.8, ls=":")
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(path: Path, runs: Sequence[dict[str, Any]]) -> Path:
     """SSIM and PSNR per step, mean with a ±std band, the VAE ceiling dashed; one line per run."""
     plt = _plt()
@@ -174,10 +181,7 @@ def plot_curves(path: Path, runs: Sequence[dict[str, Any]]) -> Path:
         _phase_lines(ax, n_max)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_exact(path: Path, runs: Sequence[dict[str, Any]]) -> Path:
@@ -190,10 +194,7 @@ def plot_exact(path: Path, runs: Sequence[dict[str, Any]]) -> Path:
            title="Pixels within 8/255 of the truth (mean ± std)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_regions(path: Path, m: dict[str, Any]) -> Path:
@@ -206,10 +207,7 @@ def plot_regions(path: Path, m: dict[str, Any]) -> Path:
     ax.set(xlabel="step", ylabel="SSIM", title="SSIM per region (mean over episodes)", ylim=(None, 1.0))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_strips(path: Path, strips: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]], keys: list[str]) -> Path | None:
