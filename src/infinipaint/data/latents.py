@@ -46,7 +46,7 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     index_path = out / "index.json"
     if index_path.exists():
         index = json.loads(index_path.read_text())
-        if max_episodes == 0 or index["max_episodes"] == max_episodes:
+        if index["max_episodes"] == max_episodes:  # the same episodes: reuse
             return out
         shutil.rmtree(out)
     reader = DatasetReader(data_root)
