@@ -28,7 +28,6 @@ COMMAND_MODULES = (
     "infinipaint.data.commands",
     "infinipaint.training.commands",
     "infinipaint.evaluation.commands",
-    "infinipaint.evaluation.vae_eval",
     "infinipaint.viewer.commands",
 )
 

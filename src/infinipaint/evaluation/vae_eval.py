@@ -147,27 +147,3 @@ def _grid(path: Path, truth: np.ndarray, recon: np.ndarray) -> None:
     rows = np.concatenate([truth, recon, 255 - diff], axis=2)  # (N, 224, 672, 3)
     Image.fromarray(np.concatenate(list(rows), axis=0)).save(path)
 
-
-def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate one network on its own")
-    which = p.add_subparsers(dest="component", required=True)
-    v = which.add_parser("vae", help="reconstruction quality and latent-change analysis of a VAE")
-    v.add_argument("--model", required=True, help="directory with vae.json + vae.safetensors")
-    v.add_argument("--data", required=True, help="dataset directory (its test split is used)")
-    v.add_argument("--out", default="out/vae-eval", help="output directory")
-    v.add_argument("--frames", type=int, default=2000, help="test frames to reconstruct")
-    v.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="autocast as deployed, or fp32")
-    v.set_defaults(func=_eval_vae)
-
-
-def _eval_vae(args) -> int:
-    m = evaluate_vae(args.model, args.data, args.out, frames=args.frames, bf16=args.precision == "bf16")
-    print(f"{m['frames']} test frames ({m['precision']}): PSNR mean {m['psnr_mean']:.2f} dB, p5 {m['psnr_p5']:.2f}, "
-          f"min {m['psnr_min']:.2f}; SSIM mean {m['ssim_mean']:.4f}, p5 {m['ssim_p5']:.4f}, min {m['ssim_min']:.4f}")
-    for name, r in m["regions"].items():
-        print(f"  {name}: SSIM mean {r['ssim_mean']:.4f}, min {r['ssim_min']:.4f}")
-    for g, r in m["latent_change"].items():
-        if isinstance(r, dict) and r["pairs"]:
-            print(f"  latent change, {g}: {100 * r['mean_share']:.2f} % of positions (p95 {100 * r['p95_share']:.2f} %, {r['pairs']} pairs)")
-    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'grid.png'}")
-    return 0

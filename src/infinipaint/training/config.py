@@ -77,7 +77,7 @@ TRAIN_PRESETS: dict[str, dict[str, TrainConfig]] = {
 
 # ------------------------------------------------------------------ dataclass <-> command line
 def _parse(kind: Any, text: str) -> Any:
-    origin = typing.get_origin(kind)
+    """A command-line string as a value of the field's type (JSON for tuples, dicts and optionals)."""
     if kind is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -86,61 +86,49 @@ def _parse(kind: Any, text: str) -> Any:
         raise ValueError(f"expected a boolean, got {text!r}")
     if kind in (int, float, str):
         return kind(text)
-    if origin in (tuple, list, dict) or kind in (dict,):
-        return json.loads(text)
     return json.loads(text)
 
 
-def add_overrides(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """One `--[prefix]field VALUE` flag per dataclass field, help taken from the field comment."""
-    hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} overrides (default: the preset's value)")
-    for f in fields(cls):
-        if not f.init:
-            continue
-        flag = f"--{prefix}{f.name.replace('_', '-')}"
-        group.add_argument(flag, dest=f"{prefix.replace('-', '_')}{f.name}", default=None, metavar=_metavar(hints[f.name]))
-
-
-def _metavar(kind: Any) -> str:
-    return getattr(kind, "__name__", "JSON").upper()
-
-
-def apply_overrides(config: Any, args: argparse.Namespace, prefix: str = "") -> Any:
-    """A copy of `config` with every flag given on the command line applied (and re-validated)."""
+def _with_changes(config: Any, texts: dict[str, str], flag: str) -> Any:
+    """A validated copy of `config` with the given fields parsed from their command-line strings."""
     hints = typing.get_type_hints(type(config))
     changes = {}
-    for f in fields(config):
-        value = getattr(args, f"{prefix.replace('-', '_')}{f.name}", None)
-        if value is None or not f.init:
-            continue
+    for name, text in texts.items():
         try:
-            changes[f.name] = _parse(hints[f.name], value)
+            changes[name] = _parse(hints[name], text)
         except (ValueError, json.JSONDecodeError) as e:
-            raise CommandError(f"--{prefix}{f.name.replace('_', '-')}: {e}") from None
-    try:
-        return dataclasses.replace(config, **changes)
-    except (ValueError, TypeError) as e:
-        raise CommandError(str(e)) from None
-
-
-def apply_sets(config: Any, items: list[str] | None, flag: str = "--model-set") -> Any:
-    """A copy of `config` with `FIELD=VALUE` overrides applied (values parsed by the field's type)."""
-    if not items:
-        return config
-    hints = typing.get_type_hints(type(config))
-    known = {f.name for f in fields(config) if f.init}
-    changes = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in known:
-            raise CommandError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(known))}")
-        try:
-            changes[key] = _parse(hints[key], text)
-        except (ValueError, json.JSONDecodeError) as e:
-            raise CommandError(f"{flag} {item!r}: {e}") from None
+            raise CommandError(f"{flag} {name}: {e}") from None
     try:
         return dataclasses.replace(config, **changes)
     except (ValueError, TypeError) as e:
         raise CommandError(f"{flag}: {e}") from None
+
+
+def add_overrides(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One `--field VALUE` flag per dataclass field."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} overrides (default: the preset's value)")
+    for f in fields(cls):
+        if f.init:
+            metavar = getattr(hints[f.name], "__name__", "JSON").upper()
+            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=metavar)
+
+
+def apply_overrides(config: Any, args: argparse.Namespace) -> Any:
+    """A copy of `config` with every flag given on the command line applied (and re-validated)."""
+    texts = {f.name: getattr(args, f.name) for f in fields(config)
+             if f.init and getattr(args, f.name, None) is not None}
+    return _with_changes(config, texts, "override")
+
+
+def apply_sets(config: Any, items: list[str] | None, flag: str = "--model-set") -> Any:
+    """A copy of `config` with `FIELD=VALUE` overrides applied (values parsed by the field's type)."""
+    known = {f.name for f in fields(config) if f.init}
+    texts = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise CommandError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(known))}")
+        texts[key] = text
+    return _with_changes(config, texts, flag) if texts else config
