@@ -83,3 +83,18 @@ def test_config_validation():
         DynamicsConfig(hidden=30, groups=8)
     with pytest.raises(ValueError):
         DynamicsConfig(unroll=0)
+
+
+def test_scheduled_sampling_moves_from_truth_to_predictions():
+    net = LatentCNN(DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4,
+                                   sched_sampling=0.5)).train()
+    pred, truth = torch.zeros(4000, 1), torch.ones(4000, 1)
+    net.set_progress(0.0)
+    assert torch.equal(net.feed(pred, truth), truth)  # all truth at the start
+    net.set_progress(0.25)
+    assert 0.45 < net.feed(pred, truth).mean() < 0.55  # half-way through the ramp
+    net.set_progress(0.5)
+    assert torch.equal(net.feed(pred, truth), pred)  # own predictions from then on
+    net.set_progress(0.0)
+    net.eval()
+    assert torch.equal(net.feed(pred, truth), pred)  # validation always rolls out for real

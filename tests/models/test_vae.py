@@ -256,3 +256,18 @@ def test_lpips_loads_only_from_a_local_file(tmp_path, minipaint_frames):
     broken = VAE(replace(config, lpips_path=str(tmp_path / "missing.pth")))  # builds; fails at first use
     with pytest.raises(CheckpointError, match="not found"):
         broken.loss(batch_of(minipaint_frames[:1, 96:160, 96:160]))
+
+
+def test_training_crops_follow_the_ink():
+    torch.manual_seed(0)
+    frames = torch.ones(8, 3, 224, 224)
+    frames[:, :, 200, 17] = 0.0  # one dark pixel near a corner: the only ink
+    on_ink = VAE(replace(VAE_PRESETS["tiny"], train_crop=64, crop_on_ink=1.0)).train()
+    crops = on_ink._crop(frames)
+    assert crops.shape == (8, 3, 64, 64)
+    assert bool((crops.amin(dim=(1, 2, 3)) == 0).all())  # every crop holds the ink
+    uniform = VAE(replace(VAE_PRESETS["tiny"], train_crop=64, crop_on_ink=0.0)).train()
+    held = (uniform._crop(frames.repeat(8, 1, 1, 1)).amin(dim=(1, 2, 3)) == 0).float().mean()
+    assert held < 0.5  # uniform crops mostly miss it
+    blank = on_ink._crop(torch.ones(2, 3, 224, 224))  # no ink at all: uniform crops
+    assert blank.shape == (2, 3, 64, 64)

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="world-model directory (vae.* + dynamics.*); repeat to compare models")
     p.add_argument("--data", required=True, help="dataset directory (infinipaint generate --out)")
     p.add_argument("--episodes", type=int, default=20, help="held-out episodes, the first N of the split")
-    p.add_argument("--split", default="test", choices=["test", "val"], help="which held-out split")
+    p.add_argument("--split", default="test", choices=["test", "val", "all"],
+                   help="which held-out split; 'all' for a dataset of its own seed that no model was trained on "
+                        "(e.g. the 1000-step episodes of data/eval-long)")
     p.add_argument("--out", default="eval", help="output directory")
     p.add_argument("--max-steps", type=int, default=None, help="stop every episode after this many steps")
     p.add_argument("--ceiling-every", type=int, default=1,

@@ -157,7 +157,7 @@ def dataset_episodes(data_dir: str | Path, episodes: int = 20, split: str = "tes
     if episodes < 1:
         raise CommandError(f"--episodes must be >= 1, got {episodes}")
     reader = DatasetReader(data_dir)
-    keys = reader.keys(split)
+    keys = reader.keys(None if split == "all" else split)
     if not keys:
         raise DataError(f"{data_dir}: the {split} split is empty ({reader.manifest['n_episodes']} episodes in all); "
                         "generate more episodes")

@@ -15,7 +15,16 @@ so an untrained net predicts "nothing changes".
 Loss ("balanced L1"): mean |error| over latent positions that change plus mean |error| over those
 that do not, averaged, so the sparse changes (under 1 % of positions for a stroke) are not drowned
 by the unchanged majority. Training also perturbs the input latent with Gaussian noise and unrolls
-the model on its own predictions for `unroll` steps (see `loss`).
+the model on its own predictions for `unroll` steps, with scheduled sampling (early in training,
+unrolled steps are fed the truth instead, less and less often; see `loss`).
+
+The `levels` head (for an FSQ VAE, `head="levels"`): instead of a delta, the net gives, per
+position and channel, logits over the `levels` FSQ values, added to a learned bias towards the
+current value (so an untrained net also predicts "nothing changes"); the next latent is the most
+likely value, so a right prediction reproduces the state exactly and small errors cannot pile up.
+Its loss is the balanced cross-entropy (mean over changed positions and over unchanged ones,
+averaged); its input noise flips a share `flip_prob` of the codes by one level; unrolled steps feed
+the hard prediction back with the gradient of the soft one (straight-through).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ACTION_CHANNELS = 4
+HEADS = ("delta", "levels")
 
 
 @dataclass
@@ -45,6 +55,10 @@ class DynamicsConfig:
     change_threshold: float = 0.05  # |z_{t+1} - z_t| above this (any channel) marks a changed position
     noise_std: float = 0.02  # std of Gaussian noise added to the input latent during training
     unroll: int = 1  # training steps fed back on the model's own predictions (1: one-step)
+    sched_sampling: float = 0.0  # scheduled sampling: the share of training over which unrolled inputs move from truth to own predictions
+    head: str = "delta"  # "delta" (continuous latent: z + delta) or "levels" (FSQ latent: classify each value)
+    levels: int = 0  # FSQ values per channel (head "levels"; set from the VAE)
+    flip_prob: float = 0.01  # head "levels": share of input codes moved one level during training
 
     def __post_init__(self) -> None:
         self.dilations = tuple(self.dilations) or (1,) * self.blocks
@@ -58,6 +72,14 @@ class DynamicsConfig:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by groups ({self.groups})")
         if self.change_threshold <= 0 or self.noise_std < 0:
             raise ValueError("change_threshold must be > 0 and noise_std >= 0")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.head == "levels" and (self.levels < 3 or self.levels % 2 == 0):
+            raise ValueError(f"head 'levels' needs the VAE's FSQ levels (odd, >= 3), got levels={self.levels}")
+        if not 0 <= self.sched_sampling <= 1:
+            raise ValueError(f"sched_sampling must be in [0, 1], got {self.sched_sampling}")
+        if not 0 <= self.flip_prob < 1:
+            raise ValueError(f"flip_prob must be in [0, 1), got {self.flip_prob}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,14 +134,37 @@ class LatentCNN(nn.Module):
         )
         self.blocks = nn.ModuleList(AdaBlock(c, d) for d in c.dilations)
         self.out_norm = nn.GroupNorm(c.groups, c.hidden)
-        self.head = nn.Conv2d(c.hidden, c.latent_channels, 3, padding=1)
+        outputs = c.latent_channels * (c.levels if c.head == "levels" else 1)
+        self.head = nn.Conv2d(c.hidden, outputs, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if c.head == "levels":  # logit bonus of the current value: "nothing changes" until learned otherwise
+            self.keep_bias = nn.Parameter(torch.tensor(4.0))
         # Per-channel latent statistics of the training data: the net works on normalised latents,
         # so noise, the change threshold and the loss mean the same for any VAE.
         self.register_buffer("z_mean", torch.zeros(c.latent_channels))
         self.register_buffer("z_std", torch.ones(c.latent_channels))
         self.block_norms: list[float] = []  # per-block activation RMS of the last forward (viewer)
+        self.progress = 1.0  # share of training done (set by the training loop): drives scheduled sampling
+
+    def set_progress(self, progress: float) -> None:
+        self.progress = float(progress)
+
+    def truth_share(self) -> float:
+        """Probability that an unrolled step is fed the true latent instead of the model's own
+        prediction: 1 at the start of training, falling linearly to 0 over the first
+        `sched_sampling` of it; always 0 outside training (validation measures real rollouts)."""
+        if not self.training or self.config.sched_sampling == 0:
+            return 0.0
+        return max(0.0, 1.0 - self.progress / self.config.sched_sampling)
+
+    def feed(self, pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+        """The next unrolled input: per sample, the truth with probability `truth_share`, else `pred`."""
+        share = self.truth_share()
+        if share == 0.0:
+            return pred
+        use_truth = (torch.rand(pred.shape[0], device=pred.device) < share).view(-1, *[1] * (pred.ndim - 1))
+        return torch.where(use_truth, truth.to(pred.dtype), pred)
 
     def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.z_mean.copy_(mean)
@@ -132,12 +177,27 @@ class LatentCNN(nn.Module):
         return z * self.z_std.view(1, -1, 1, 1) + self.z_mean.view(1, -1, 1, 1)
 
     def step(self, z: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
-        """Next raw latent: z + delta, for raw (VAE-scale) latents."""
+        """Next raw latent for raw (VAE-scale) latents: z + delta, or (levels) the most likely values."""
         zn = self.normalize(z.float())
+        if self.config.head == "levels":
+            from .vae import from_codes
+
+            return from_codes(self.level_logits(z, zn, planes).argmax(dim=2), self.config.levels)
         return self.denormalize(zn + self(zn, planes).float())
 
+    def level_logits(self, z: torch.Tensor, zn: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+        """Head "levels": logits (B, C, L, 56, 56) of the next value of each channel, from the raw
+        latent z (its current codes get the keep bias) and its normalised zn (the net's input)."""
+        from .vae import to_codes
+
+        b, c, h, w = z.shape
+        logits = self(zn, planes).float().view(b, c, self.config.levels, h, w)
+        current = F.one_hot(to_codes(z, self.config.levels), self.config.levels).permute(0, 1, 4, 2, 3)
+        return logits + self.keep_bias * current
+
     def forward(self, z: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
-        """The delta of a normalised latent z (B, C, 56, 56) under action planes (B, 4, 56, 56)."""
+        """The delta of a normalised latent z (B, C, 56, 56) under action planes (B, 4, 56, 56);
+        head "levels": (B, C * L, 56, 56) logits, without the keep bias (see `level_logits`)."""
         h = self.z_in(z) + self.a_in(planes)  # (B, hidden, 56, 56)
         a = self.a_features(planes)  # (B, action_features, 56, 56)
         norms = []
@@ -178,6 +238,56 @@ class LatentCNN(nn.Module):
         b, t = zs.shape[:2]
         return self.normalize(zs.flatten(0, 1)).unflatten(0, (b, t))
 
+    def balanced_ce(self, logits: torch.Tensor, target: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Head "levels": cross-entropy per position (mean over channels), averaged over changed and
+        unchanged positions as in `balanced_l1`. logits (B, C, L, H, W), target codes (B, C, H, W)."""
+        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(dim=1, keepdim=True)
+        mask = changed.float()
+        n_changed, n_same = mask.sum(), (1 - mask).sum()
+        l_changed = (ce * mask).sum() / n_changed.clamp(min=1)
+        l_same = (ce * (1 - mask)).sum() / n_same.clamp(min=1)
+        loss = l_same if n_changed == 0 else l_changed if n_same == 0 else 0.5 * (l_changed + l_same)
+        with torch.no_grad():
+            wrong = (logits.argmax(dim=2) != target).any(dim=1, keepdim=True).float()
+        return loss, {"ce_changed": float(l_changed.detach()), "ce_same": float(l_same.detach()),
+                      "changed_share": float(n_changed / mask.numel()),
+                      "wrong_changed": float((wrong * mask).sum() / n_changed.clamp(min=1)),
+                      "wrong_same": float((wrong * (1 - mask)).sum() / n_same.clamp(min=1))}
+
+    def loss_levels(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Head "levels": unrolled balanced cross-entropy over a window (see `loss`)."""
+        from infinipaint.actions import pair_planes
+
+        from .vae import from_codes, to_codes
+
+        levels = self.config.levels
+        codes = to_codes(batch["z"], levels)  # (B, K+1, C, H, W)
+        values = from_codes(torch.arange(levels, device=codes.device), levels).view(1, 1, levels, 1, 1)
+        actions = batch["actions"]
+        k = min(self.config.unroll, actions.shape[1] - 1)
+        z = from_codes(codes[:, 0], levels)
+        total = torch.zeros((), device=z.device)
+        logs: dict[str, float] = {}
+        for t in range(k):
+            planes = pair_planes(actions[:, t], actions[:, t + 1]).to(z.dtype)
+            if self.config.flip_prob > 0:  # move a few codes one level up or down
+                flip = (torch.rand_like(z) < self.config.flip_prob).float()
+                sign = torch.randint_like(z, 0, 2) * 2 - 1
+                noisy = (z + flip * sign * 2 / (levels - 1)).clamp(-1, 1)
+            else:
+                noisy = z
+            logits = self.level_logits(noisy.detach(), self.normalize(noisy), planes)
+            target = codes[:, t + 1]
+            loss_t, logs_t = self.balanced_ce(logits, target, (target != codes[:, t]).any(dim=1, keepdim=True))
+            total = total + loss_t / k
+            if t == 0:
+                logs.update(logs_t)
+            soft = (logits.softmax(dim=2) * values).sum(dim=2)
+            hard = from_codes(logits.argmax(dim=2), levels)
+            z = self.feed(hard + soft - soft.detach(), from_codes(target, levels))  # straight-through: hard values, soft gradient
+        logs[f"loss_step{k}"] = float(loss_t.detach())
+        return total, logs
+
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Unrolled balanced-L1 loss over a window of K transitions.
 
@@ -189,6 +299,8 @@ class LatentCNN(nn.Module):
         """
         from infinipaint.actions import pair_planes
 
+        if self.config.head == "levels":
+            return self.loss_levels(batch)
         zs = self.normalize_seq(batch["z"].float())
         actions = batch["actions"]
         k = min(self.config.unroll, actions.shape[1] - 1)
@@ -204,6 +316,6 @@ class LatentCNN(nn.Module):
             total = total + loss_t / k
             if t == 0:
                 logs.update(logs_t)
-            z = pred
+            z = self.feed(pred, target)
         logs[f"loss_step{k}"] = float(loss_t.detach())
         return total, logs

@@ -29,6 +29,13 @@ model converts its own weights and inputs to channels_last and never picks a dev
 Decoder output is linear (no sigmoid, so pure 0 and 1 are easy targets): `decode` clamps it to
 [0, 1]; `loss` trains the unclamped output. Loss = l1 * L1 + ssim * (1 - SSIM) + kl * KL (+ lpips *
 LPIPS), where KL is the mean over latent elements of KL(q(z|x) || N(0, 1)).
+
+Latent kinds (`VAEConfig.latent`):
+- `continuous`: the posterior mean and log-variance; z is sampled in training, the mean otherwise.
+- `fsq` (finite scalar quantisation): the encoder gives one value per channel, bounded by tanh and
+  rounded to `fsq_levels` evenly spaced values in [-1, 1] (straight-through gradient); no KL. A
+  latent is then a grid of integer codes (`to_codes` / `from_codes`), which the `levels` dynamics
+  head predicts by classification, so a right prediction reproduces the state exactly.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ COMPRESSION = 4
 ACTS = ("silu", "relu", "gelu")
 NORMS = ("group", "none")
 RESAMPLES = ("conv", "shuffle")
+LATENTS = ("continuous", "fsq")
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,10 @@ class VAEConfig:
     init_logvar: float = -6.0  # initial posterior log-variance (bias of the encoder's log-variance half)
     lpips_weight: float = 0.0  # weight of LPIPS; > 0 needs lpips_path
     lpips_path: str | None = None  # local LPIPS-VGG state dict (.safetensors/.pth), never downloaded
-    train_crop: int = 112  # if > 0, loss() trains on one random crop of this size (multiple of 4) per batch
+    train_crop: int = 112  # if > 0, loss() trains on a random crop of this size (multiple of 4) of each frame
+    crop_on_ink: float = 0.5  # share of training crops centred on a random non-white pixel (the rest: uniform)
+    latent: str = "continuous"  # "continuous" (Gaussian posterior) or "fsq" (finite scalar quantisation)
+    fsq_levels: int = 5  # values per channel of an fsq latent (odd, >= 3)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))  # JSON gives lists
@@ -101,6 +112,12 @@ class VAEConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lpips_weight > 0 and not self.lpips_path:
             raise ValueError("lpips_weight > 0 needs lpips_path: a local LPIPS-VGG weights file (nothing is downloaded)")
+        if self.latent not in LATENTS:
+            raise ValueError(f"latent must be one of {LATENTS}, got {self.latent!r}")
+        if self.fsq_levels < 3 or self.fsq_levels % 2 == 0:
+            raise ValueError(f"fsq_levels must be odd and >= 3, got {self.fsq_levels}")
+        if not 0 <= self.crop_on_ink <= 1:
+            raise ValueError(f"crop_on_ink must be in [0, 1], got {self.crop_on_ink}")
         if self.train_crop < 0 or self.train_crop % COMPRESSION or self.train_crop > FRAME:
             raise ValueError(f"train_crop must be 0 or a multiple of {COMPRESSION} up to {FRAME}, got {self.train_crop}")
 
@@ -126,6 +143,41 @@ VAE_PRESETS: dict[str, VAEConfig] = {
         norm="group", act="silu", resample="conv", train_crop=0,
     ),
 }
+
+
+# ------------------------------------------------------------------------------------ FSQ
+def fsq(h: torch.Tensor, levels: int) -> torch.Tensor:
+    """Bound to (-1, 1) and round to `levels` evenly spaced values in [-1, 1]; straight-through gradient."""
+    half = (levels - 1) / 2
+    bounded = torch.tanh(h.float()) * half  # in (-half, half)
+    return (bounded + (torch.round(bounded) - bounded).detach()) / half
+
+
+def to_codes(z: torch.Tensor, levels: int) -> torch.Tensor:
+    """FSQ values in [-1, 1] -> integer codes 0..levels-1 (int64, same shape)."""
+    half = (levels - 1) / 2
+    return (z.float() * half).round().add(half).clamp(0, levels - 1).long()
+
+
+def from_codes(codes: torch.Tensor, levels: int) -> torch.Tensor:
+    """Integer codes 0..levels-1 -> FSQ values in [-1, 1] (float32)."""
+    half = (levels - 1) / 2
+    return (codes.float() - half) / half
+
+
+FSQ_INIT_GAIN = 8.0  # continuous latents have std ~0.05: scaled so that they span the levels
+
+
+def fsq_state_from_continuous(state: dict[str, torch.Tensor], latent_channels: int,
+                              gain: float = FSQ_INIT_GAIN) -> dict[str, torch.Tensor]:
+    """Weights of a continuous VAE as the start of an fsq one of the same shape otherwise: the
+    encoder keeps only the mean half of its output conv, scaled by `gain`, and the decoder's input
+    conv is divided by `gain`, so that in tanh's linear range the two compute what they did."""
+    out = dict(state)
+    for key in ("encoder.conv_out.weight", "encoder.conv_out.bias"):
+        out[key] = state[key][:latent_channels] * gain
+    out["decoder.conv_in.weight"] = state["decoder.conv_in.weight"] / gain
+    return out
 
 
 # ------------------------------------------------------------------------------------- layers
@@ -181,15 +233,17 @@ class Encoder(nn.Module):
                 stages.append(downsample(width, ch[i + 1], c.resample))
         self.stages = nn.Sequential(*stages)
         self.norm_out, self.act_out = normalization(c.norm, ch[-1]), activation(c.act)
-        self.conv_out = nn.Conv2d(ch[-1], 2 * c.latent_channels, 3, padding=1)
-        # Start nearly deterministic: with logvar ~ 0 the sampled z is mostly noise and the first
-        # thousand steps go to shrinking it.
-        nn.init.constant_(self.conv_out.bias[c.latent_channels :], c.init_logvar)
+        outputs = 2 * c.latent_channels if c.latent == "continuous" else c.latent_channels
+        self.conv_out = nn.Conv2d(ch[-1], outputs, 3, padding=1)
+        if c.latent == "continuous":
+            # Start nearly deterministic: with logvar ~ 0 the sampled z is mostly noise and the first
+            # thousand steps go to shrinking it.
+            nn.init.constant_(self.conv_out.bias[c.latent_channels :], c.init_logvar)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(self.unshuffle(x))  # (B, ch[0], 224/patch, 224/patch)
         h = self.stages(h)  # (B, ch[-1], 56, 56)
-        return self.conv_out(self.act_out(self.norm_out(h)))  # (B, 2 * latent, 56, 56)
+        return self.conv_out(self.act_out(self.norm_out(h)))  # (B, 2 * latent or latent (fsq), 56, 56)
 
 
 class Decoder(nn.Module):
@@ -240,15 +294,19 @@ class VAE(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     # -------------------------------------------------------------------------------- inference
-    def posterior(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of q(z | x): (B, 3, 224, 224) -> 2 x (B, latent, 56, 56)."""
+    def posterior(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean and log-variance of q(z | x): (B, 3, 224, 224) -> 2 x (B, latent, 56, 56).
+
+        For an fsq latent: the quantised z (straight-through) and None."""
         self._check_frames(frames)
         h = self.encoder(frames.contiguous(memory_format=torch.channels_last))
+        if self.config.latent == "fsq":
+            return fsq(h, self.config.fsq_levels), None
         mean, logvar = h.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """Posterior mean (no sampling): float (B, 3, 224, 224) in [0, 1] -> (B, latent, 56, 56)."""
+        """Posterior mean (no sampling; fsq: the quantised values): float (B, 3, 224, 224) in [0, 1] -> (B, latent, 56, 56)."""
         return self.posterior(frames)[0]
 
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
@@ -259,10 +317,12 @@ class VAE(nn.Module):
         """Frames in [0, 1]: (B, latent, 56, 56) -> (B, 3, 224, 224)."""
         return self.decode_raw(z).clamp(0.0, 1.0)
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(unclamped reconstruction, mean, logvar); z is sampled in training mode, the mean otherwise."""
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(unclamped reconstruction, mean, logvar); z is sampled in training mode, the mean otherwise
+        (fsq: z is the quantised latent and logvar is None)."""
         mean, logvar = self.posterior(frames)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
+        sample = self.training and logvar is not None
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
         return self.decode_raw(z), mean, logvar
 
     @torch.no_grad()
@@ -290,7 +350,10 @@ class VAE(nn.Module):
         raw = raw.float()
         c = self.config
         l1 = (raw - x).abs().mean()
-        kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).mean()
+        if logvar is None:  # fsq: no prior to match
+            kl = torch.zeros((), device=x.device)
+        else:
+            kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).mean()
         total = c.l1_weight * l1 + c.kl_weight * kl
         logs = {"l1": l1.item(), "kl": kl.item()}
         if c.ssim_weight > 0:
@@ -308,13 +371,26 @@ class VAE(nn.Module):
 
     # ----------------------------------------------------------------------------------- helpers
     def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        """One crop per frame, on the latent grid: most of a Minipaint frame is white canvas, so a
+        share `crop_on_ink` of the crops is centred on a random non-white pixel (strokes, toolbar)."""
         size = self.config.train_crop
         if not self.training or size == 0 or size >= min(x.shape[-2:]):
             return x
-        hi_y, hi_x = (x.shape[-2] - size) // COMPRESSION, (x.shape[-1] - size) // COMPRESSION
-        y0 = int(torch.randint(0, hi_y + 1, ())) * COMPRESSION
-        x0 = int(torch.randint(0, hi_x + 1, ())) * COMPRESSION
-        return x[..., y0 : y0 + size, x0 : x0 + size]
+        h, w = x.shape[-2:]
+        crops = []
+        for frame in x:
+            ink = torch.empty(0)
+            if float(torch.rand(())) < self.config.crop_on_ink:
+                ink = (frame < 0.98).any(dim=0).flatten().nonzero()[:, 0]  # pixels that are not white
+            if len(ink):
+                cy, cx = divmod(int(ink[torch.randint(0, len(ink), ())]), w)
+                y0 = min(max(cy - size // 2, 0), h - size) // COMPRESSION * COMPRESSION
+                x0 = min(max(cx - size // 2, 0), w - size) // COMPRESSION * COMPRESSION
+            else:
+                y0 = int(torch.randint(0, (h - size) // COMPRESSION + 1, ())) * COMPRESSION
+                x0 = int(torch.randint(0, (w - size) // COMPRESSION + 1, ())) * COMPRESSION
+            crops.append(frame[:, y0 : y0 + size, x0 : x0 + size])
+        return torch.stack(crops)
 
     def lpips_net(self, device: torch.device) -> nn.Module:
         """The frozen LPIPS network, loaded from `config.lpips_path` on first use (CheckpointError if unusable)."""

@@ -61,6 +61,11 @@ class WorldModel:
         if vae.config.latent_channels != dynamics.config.latent_channels:
             raise CheckpointError(f"VAE has {vae.config.latent_channels} latent channels, the dynamics network "
                                   f"{dynamics.config.latent_channels}: they do not belong together")
+        fsq_levels = vae.config.fsq_levels if vae.config.latent == "fsq" else 0
+        if dynamics.config.head == "levels" and dynamics.config.levels != fsq_levels:
+            raise CheckpointError(f"the dynamics network classifies {dynamics.config.levels} FSQ levels, the VAE has "
+                                  f"{'a continuous latent' if not fsq_levels else f'{fsq_levels} levels'}: "
+                                  "they do not belong together")
         self.device = torch.device(device)
         self.vae = vae.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).to(memory_format=torch.channels_last).eval()

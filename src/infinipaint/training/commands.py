@@ -13,6 +13,7 @@ configs are the defaults, so only what you want to change needs repeating.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -65,11 +66,17 @@ def _configs(args: argparse.Namespace, component: str, model_presets: dict, mode
 
 
 def _init_from(model, directory: str | None, name: str) -> None:
-    """Copy trained weights into a fresh model (CheckpointError on any mismatch)."""
+    """Copy trained weights into a fresh model (CheckpointError on any mismatch). A continuous VAE
+    may start an fsq one (`--model-set latent=fsq`): see `fsq_state_from_continuous`."""
     if directory:
-        from infinipaint.models.checkpoint import load_state_strict, load_weights
+        from infinipaint.models.checkpoint import load_state_strict, load_weights, read_info
 
         state, _ = load_weights(directory, name)
+        source = read_info(directory, name)["config"]
+        if name == "vae" and model.config.latent == "fsq" and source.get("latent", "continuous") == "continuous":
+            from infinipaint.models.vae import fsq_state_from_continuous
+
+            state = fsq_state_from_continuous(state, model.config.latent_channels)
         load_state_strict(model, state, source=str(Path(directory) / f"{name}.safetensors"))
 
 
@@ -114,6 +121,11 @@ def train_dynamics(args: argparse.Namespace) -> int:
     if vae_info["config"]["latent_channels"] != model_cfg.latent_channels:
         raise CommandError(f"{args.vae}: the VAE has {vae_info['config']['latent_channels']} latent channels, "
                            f"the dynamics config {model_cfg.latent_channels}")
+    # The head follows the VAE's latent: an FSQ latent is predicted by classifying its levels.
+    if vae_info["config"].get("latent", "continuous") == "fsq":
+        model_cfg = dataclasses.replace(model_cfg, head="levels", levels=vae_info["config"]["fsq_levels"])
+    elif model_cfg.head == "levels":
+        raise CommandError(f"{args.vae}: head 'levels' needs an FSQ VAE, this one has a continuous latent")
     device = str(runtime(cfg).device)
     train_cache = build_latent_cache(args.data, args.vae, "train", args.max_episodes, device=device)
     # --extra '{"oversample": {"press_": 20}}' draws windows with UI presses 20x more often.

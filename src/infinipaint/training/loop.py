@@ -303,6 +303,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             torch.manual_seed(step_seed(cfg.seed, step, rt.rank))
+            if hasattr(model, "set_progress"):  # schedules inside the loss (scheduled sampling)
+                model.set_progress(step / cfg.steps)
             with rt.autocast():
                 loss, logs = wrapped(batch)
             if not torch.isfinite(loss):

@@ -1,0 +1,82 @@
+"""`infinipaint train dynamics` end to end (tiny presets, real dataset, real frozen VAE), continuous
+and FSQ, and the two models compared by `infinipaint evaluate`."""
+
+import json
+
+import pytest
+import torch
+
+from infinipaint.models.checkpoint import load_weights
+from infinipaint.models.world_model import WorldModel
+
+from ..conftest import run_cli
+
+FP32 = ["--precision", "fp32", "--channels-last", "false"]
+
+
+def train(component, data, out, *extra, check=True):
+    return run_cli("train", component, "--data", data, "--preset", "tiny", "--out", out, *FP32, *extra, check=check)
+
+
+def val_losses(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r["split"] == "val"]
+
+
+@pytest.fixture(scope="module")
+def vaes(small_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("vaes")
+    train("vae", small_dataset, root / "cont", "--steps", "4")
+    # the FSQ VAE starts from the continuous one's weights (the mean half of its output conv)
+    train("vae", small_dataset, root / "fsq", "--steps", "4", "--init-from", root / "cont" / "model",
+          "--model-set", "latent=fsq")
+    return {"continuous": root / "cont" / "model", "fsq": root / "fsq" / "model"}
+
+
+@pytest.mark.parametrize("latent", ["continuous", "fsq"])
+def test_dynamics_trains_and_loads_as_a_world_model(small_dataset, vaes, tmp_path, latent):
+    run = tmp_path / "dyn"
+    train("dynamics", small_dataset, run, "--vae", vaes[latent], "--steps", "40", "--lr", "3e-3",
+          "--log-every", "5", "--model-set", "unroll=2")
+    losses = val_losses(run)  # the same val windows every time
+    assert len(losses) == 4 and losses[-1] < 0.92 * losses[0]
+    config = json.loads((run / "model" / "dynamics.json").read_text())["config"]
+    assert config["head"] == ("levels" if latent == "fsq" else "delta")
+    assert config["levels"] == (5 if latent == "fsq" else 0)
+    wm = WorldModel.load(run / "model", bf16=False)
+    frame = wm.reset(torch.zeros(224, 224, 3, dtype=torch.uint8).numpy() + 255)
+    assert wm.step((100, 100, 1)).shape == frame.shape
+
+
+def test_dynamics_resumes_to_the_same_weights(small_dataset, vaes, tmp_path):
+    args = ["--vae", vaes["continuous"], "--steps", "8", "--ckpt-every", "2", "--val-every", "0"]
+    train("dynamics", small_dataset, tmp_path / "straight", *args)
+    train("dynamics", small_dataset, tmp_path / "split", *args, "--time-limit", "0.0001")
+    stopped = torch.load(tmp_path / "split" / "ckpt" / "state.pt", weights_only=True)["step"]
+    assert stopped < 8
+    train("dynamics", small_dataset, tmp_path / "split", "--vae", vaes["continuous"], "--resume", "--time-limit", "0")
+    a, _ = load_weights(tmp_path / "straight" / "model", "dynamics")
+    b, _ = load_weights(tmp_path / "split" / "model", "dynamics")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_levels_head_needs_an_fsq_vae(small_dataset, vaes, tmp_path):
+    proc = train("dynamics", small_dataset, tmp_path / "x", "--vae", vaes["continuous"],
+                 "--model-set", "head=levels", "--model-set", "levels=5", check=False)
+    assert proc.returncode == 2 and "FSQ" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_compares_continuous_and_fsq(small_dataset, vaes, tmp_path):
+    runs = {}
+    for latent in ("continuous", "fsq"):
+        runs[latent] = tmp_path / latent
+        train("dynamics", small_dataset, runs[latent], "--vae", vaes[latent], "--steps", "3")
+    out = tmp_path / "eval"
+    run_cli("evaluate", "--model", runs["continuous"] / "model", "--model", runs["fsq"] / "model",
+            "--data", small_dataset, "--episodes", "2", "--max-steps", "12", "--out", out, "--fp32")
+    assert (out / "compare.png").stat().st_size > 0
+    table = (out / "compare.md").read_text()
+    assert table.count("| ") > 4
+    for label in {p.name for p in out.iterdir() if p.is_dir()}:
+        m = json.loads((out / label / "metrics.json").read_text())
+        assert len(m["ssim_mean"]) == 12
