@@ -120,3 +120,15 @@ def test_weighted_step_batches_follow_weights():
     assert np.array_equal(again, drawn[25 * 64 :])  # resumable: step s draws the same batch
     with pytest.raises(ValueError):
         StepBatches(10, 4, 0, 0, 1, weights=np.ones(3))
+
+
+def test_palette_vae_finds_its_colours_and_starts_from_rgb(small_dataset, tmp_path):
+    train_vae(small_dataset, tmp_path / "rgb", "--steps", "2")
+    proc = train_vae(small_dataset, tmp_path / "pal", "--steps", "2", "--init-from", tmp_path / "rgb" / "model",
+                     "--model-set", "output=palette")
+    assert "colours found" in proc.stdout
+    info = json.loads((tmp_path / "pal" / "model" / "vae.json").read_text())
+    assert info["config"]["output"] == "palette" and [255, 255, 255] in info["config"]["palette"]
+    train_vae(small_dataset, tmp_path / "pal", "--resume", "--steps", "3")  # the saved palette is reused
+    rows = (tmp_path / "pal" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["step"] == 3

@@ -30,6 +30,14 @@ Decoder output is linear (no sigmoid, so pure 0 and 1 are easy targets): `decode
 [0, 1]; `loss` trains the unclamped output. Loss = l1 * L1 + ssim * (1 - SSIM) + kl * KL (+ lpips *
 LPIPS), where KL is the mean over latent elements of KL(q(z|x) || N(0, 1)).
 
+Outputs (`VAEConfig.output`):
+- `rgb`: a linear RGB image (above).
+- `palette`: Minipaint frames hold a dozen exact colours (no anti-aliasing), so the decoder can
+  classify instead of regress: per pixel, logits over `palette` (the colours, found in the
+  training frames when the run starts), trained with cross-entropy (+ L1 and 1 - SSIM of the
+  expected colour); `decode` shows the most likely colour, so a confident decoder gives the exact
+  frame. The output conv is 1x1 (cheaper than the rgb head's 3x3).
+
 Latent kinds (`VAEConfig.latent`):
 - `continuous`: the posterior mean and log-variance; z is sampled in training, the mean otherwise.
 - `fsq` (finite scalar quantisation): the encoder gives one value per channel, bounded by tanh and
@@ -58,6 +66,7 @@ ACTS = ("silu", "relu", "gelu")
 NORMS = ("group", "none")
 RESAMPLES = ("conv", "shuffle")
 LATENTS = ("continuous", "fsq")
+OUTPUTS = ("rgb", "palette")
 
 
 @dataclass(frozen=True)
@@ -82,10 +91,14 @@ class VAEConfig:
     crop_on_ink: float = 0.5  # share of training crops centred on a random non-white pixel (the rest: uniform)
     latent: str = "continuous"  # "continuous" (Gaussian posterior) or "fsq" (finite scalar quantisation)
     fsq_levels: int = 5  # values per channel of an fsq latent (odd, >= 3)
+    output: str = "rgb"  # "rgb" (regress colours) or "palette" (classify each pixel among `palette`)
+    palette: tuple[tuple[int, int, int], ...] = ()  # output "palette": the RGB colours (set from the data)
+    ce_weight: float = 1.0  # output "palette": weight of the per-pixel cross-entropy
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))  # JSON gives lists
         object.__setattr__(self, "blocks", tuple(self.blocks))
+        object.__setattr__(self, "palette", tuple(tuple(int(v) for v in c) for c in self.palette))
         if self.latent_channels < 1:
             raise ValueError(f"latent_channels must be >= 1, got {self.latent_channels}")
         if self.patch not in (1, 2, 4):
@@ -112,6 +125,12 @@ class VAEConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lpips_weight > 0 and not self.lpips_path:
             raise ValueError("lpips_weight > 0 needs lpips_path: a local LPIPS-VGG weights file (nothing is downloaded)")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette):
+            raise ValueError(f"palette must hold (r, g, b) colours with values 0-255, got {self.palette}")
+        if len(set(self.palette)) != len(self.palette):
+            raise ValueError("palette colours must be distinct")
         if self.latent not in LATENTS:
             raise ValueError(f"latent must be one of {LATENTS}, got {self.latent!r}")
         if self.fsq_levels < 3 or self.fsq_levels % 2 == 0:
@@ -124,6 +143,7 @@ class VAEConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["channels"], d["blocks"] = list(self.channels), list(self.blocks)
+        d["palette"] = [list(c) for c in self.palette]
         return d
 
     @classmethod
@@ -178,6 +198,38 @@ def fsq_state_from_continuous(state: dict[str, torch.Tensor], latent_channels: i
         out[key] = state[key][:latent_channels] * gain
     out["decoder.conv_in.weight"] = state["decoder.conv_in.weight"] / gain
     return out
+
+
+def initial_state(model: "VAE", state: dict[str, torch.Tensor], source: VAEConfig) -> dict[str, torch.Tensor]:
+    """Trained weights of a VAE with config `source` as the start of `model` (`--init-from`): an fsq
+    model takes a continuous one's encoder through `fsq_state_from_continuous`; a model whose output
+    (rgb / palette, or the palette's colours) differs keeps its own fresh output conv."""
+    out = dict(state)
+    if model.config.latent == "fsq" and source.latent == "continuous":
+        out = fsq_state_from_continuous(out, model.config.latent_channels)
+    if (model.config.output, model.config.palette) != (source.output, source.palette):
+        own = model.state_dict()
+        for key in ("decoder.conv_out.weight", "decoder.conv_out.bias"):
+            out[key] = own[key]
+    return out
+
+
+MAX_PALETTE = 64
+
+
+def palette_of(frames: np.ndarray | torch.Tensor) -> tuple[tuple[int, int, int], ...]:
+    """The distinct colours of uint8 frames (..., 3) or (B, 3, H, W), most frequent first;
+    ValueError if there are more than MAX_PALETTE (the frames are not palette-indexed)."""
+    x = frames.numpy() if torch.is_tensor(frames) else np.asarray(frames)
+    if x.dtype != np.uint8:
+        raise ValueError(f"palette_of takes uint8 frames, got {x.dtype}")
+    if x.ndim == 4 and x.shape[1] == 3 and x.shape[-1] != 3:
+        x = x.transpose(0, 2, 3, 1)
+    colours, counts = np.unique(x.reshape(-1, 3), axis=0, return_counts=True)
+    if len(colours) > MAX_PALETTE:
+        raise ValueError(f"the frames hold {len(colours)} colours (more than {MAX_PALETTE}): they are not "
+                         "palette-indexed; use output 'rgb'")
+    return tuple(tuple(int(v) for v in colours[i]) for i in np.argsort(-counts, kind="stable"))
 
 
 # ------------------------------------------------------------------------------------- layers
@@ -258,13 +310,16 @@ class Decoder(nn.Module):
                 stages.append(upsample(ch[i], ch[i - 1], c.resample))
         self.stages = nn.Sequential(*stages)
         self.norm_out, self.act_out = normalization(c.norm, ch[0]), activation(c.act)
-        self.conv_out = nn.Conv2d(ch[0], 3 * c.patch**2, 3, padding=1)
+        if c.output == "palette":  # logits over the palette for each of the patch x patch pixels
+            self.conv_out = nn.Conv2d(ch[0], len(c.palette) * c.patch**2, 1)
+        else:
+            self.conv_out = nn.Conv2d(ch[0], 3 * c.patch**2, 3, padding=1)
         self.shuffle = nn.PixelShuffle(c.patch)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.stages(self.conv_in(z))  # (B, ch[0], 224/patch, 224/patch)
         h = self.conv_out(self.act_out(self.norm_out(h)))  # (B, 3 * patch^2, 224/patch, 224/patch)
-        return self.shuffle(h)  # (B, 3, 224, 224), unclamped
+        return self.shuffle(h)  # (B, 3, 224, 224) unclamped, or (B, P, 224, 224) palette logits
 
 
 # -------------------------------------------------------------------------------------- model
@@ -288,6 +343,9 @@ class VAE(nn.Module):
     def __init__(self, config: VAEConfig | None = None) -> None:
         super().__init__()
         self.config = config or VAEConfig()
+        if self.config.output == "palette" and len(self.config.palette) < 2:
+            raise ValueError("a palette decoder needs its colours: set config.palette (palette_of(frames)); "
+                             "`infinipaint train vae` finds them in the training frames")
         self.encoder = Encoder(self.config)
         self.decoder = Decoder(self.config)
         self._lpips: list[nn.Module] = []  # loaded on the first loss() that needs it; kept out of state_dict
@@ -310,12 +368,26 @@ class VAE(nn.Module):
         return self.posterior(frames)[0]
 
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
-        """Unclamped decoder output: (B, latent, 56, 56) -> (B, 3, 224, 224)."""
+        """Decoder output: (B, latent, 56, 56) -> unclamped RGB (B, 3, 224, 224), or for a palette
+        decoder the logits (B, P, 224, 224)."""
         return self.decoder(z.contiguous(memory_format=torch.channels_last))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Frames in [0, 1]: (B, latent, 56, 56) -> (B, 3, 224, 224)."""
-        return self.decode_raw(z).clamp(0.0, 1.0)
+        """Frames in [0, 1]: (B, latent, 56, 56) -> (B, 3, 224, 224) (palette: the most likely colours)."""
+        out = self.decode_raw(z)
+        if self.config.output == "palette":
+            rgb = self.palette_rgb(out.device)[out.argmax(dim=1)]  # (B, 224, 224, 3)
+            return rgb.permute(0, 3, 1, 2)
+        return out.clamp(0.0, 1.0)
+
+    def palette_rgb(self, device: torch.device) -> torch.Tensor:
+        """The palette as float (P, 3) in [0, 1]."""
+        return torch.tensor(self.config.palette, dtype=torch.float32, device=device) / 255.0
+
+    def palette_index(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames (B, 3, H, W) in [0, 1] -> index of the nearest palette colour per pixel (B, H, W)."""
+        pal = self.palette_rgb(x.device)
+        return (x.float().unsqueeze(1) - pal.view(1, -1, 3, 1, 1)).pow(2).sum(dim=2).argmin(dim=1)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(unclamped reconstruction, mean, logvar); z is sampled in training mode, the mean otherwise
@@ -349,13 +421,20 @@ class VAE(nn.Module):
         raw, mean, logvar = self(x)
         raw = raw.float()
         c = self.config
+        logs: dict[str, float] = {}
+        ce = torch.zeros((), device=x.device)
+        if c.output == "palette":  # classify each pixel; the image terms see the expected colour
+            logits = raw
+            ce = nn.functional.cross_entropy(logits, self.palette_index(x))
+            logs["ce"] = ce.item()
+            raw = torch.einsum("bphw,pc->bchw", logits.softmax(dim=1), self.palette_rgb(x.device))
         l1 = (raw - x).abs().mean()
         if logvar is None:  # fsq: no prior to match
             kl = torch.zeros((), device=x.device)
         else:
             kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).mean()
-        total = c.l1_weight * l1 + c.kl_weight * kl
-        logs = {"l1": l1.item(), "kl": kl.item()}
+        total = c.l1_weight * l1 + c.kl_weight * kl + c.ce_weight * ce
+        logs.update({"l1": l1.item(), "kl": kl.item()})
         if c.ssim_weight > 0:
             s = 1.0 - ssim(raw, x).mean()
             total = total + c.ssim_weight * s
@@ -365,7 +444,8 @@ class VAE(nn.Module):
             total = total + c.lpips_weight * p
             logs["lpips"] = p.item()
         with torch.no_grad():
-            logs["psnr"] = psnr(raw.detach().clamp(0, 1), x).mean().item()
+            shown = self.palette_rgb(x.device)[logits.argmax(dim=1)].permute(0, 3, 1, 2) if c.output == "palette" else raw
+            logs["psnr"] = psnr(shown.detach().clamp(0, 1), x).mean().item()
         logs["loss"] = total.item()
         return total, logs
 

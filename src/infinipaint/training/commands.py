@@ -66,17 +66,17 @@ def _configs(args: argparse.Namespace, component: str, model_presets: dict, mode
 
 
 def _init_from(model, directory: str | None, name: str) -> None:
-    """Copy trained weights into a fresh model (CheckpointError on any mismatch). A continuous VAE
-    may start an fsq one (`--model-set latent=fsq`): see `fsq_state_from_continuous`."""
+    """Copy trained weights into a fresh model (CheckpointError on any mismatch). A VAE may also
+    start one of another latent or output kind (`--model-set latent=fsq`, `output=palette`): see
+    `vae.initial_state`."""
     if directory:
         from infinipaint.models.checkpoint import load_state_strict, load_weights, read_info
 
         state, _ = load_weights(directory, name)
-        source = read_info(directory, name)["config"]
-        if name == "vae" and model.config.latent == "fsq" and source.get("latent", "continuous") == "continuous":
-            from infinipaint.models.vae import fsq_state_from_continuous
+        if name == "vae":
+            from infinipaint.models.vae import VAEConfig, initial_state
 
-            state = fsq_state_from_continuous(state, model.config.latent_channels)
+            state = initial_state(model, state, VAEConfig.from_dict(read_info(directory, name)["config"]))
         load_state_strict(model, state, source=str(Path(directory) / f"{name}.safetensors"))
 
 
@@ -92,6 +92,18 @@ def train_vae(args: argparse.Namespace) -> int:
     train_set, val_set = FrameDataset(args.data, "train"), FrameDataset(args.data, "val")
     if len(train_set) == 0:
         raise CommandError(f"{args.data}: the train split is empty")
+    if model_cfg.output == "palette" and not model_cfg.palette:  # the colours of ~1000 training frames
+        import numpy as np
+
+        from infinipaint.models.vae import palette_of
+
+        picks = np.linspace(0, len(train_set) - 1, min(len(train_set), 1000)).astype(int)
+        try:
+            palette = palette_of(torch.stack([train_set[int(i)] for i in picks]))
+        except ValueError as e:
+            raise CommandError(f"{args.data}: {e}") from None
+        model_cfg = dataclasses.replace(model_cfg, palette=palette)
+        print(f"palette decoder: {len(palette)} colours found in {len(picks)} training frames")
     torch.manual_seed(cfg.seed)
     model = VAE(model_cfg)
     _init_from(model, args.init_from, "vae")
