@@ -98,3 +98,19 @@ def test_dream_env_passes_check_env(wm_dir):
     assert env.action_space == gym.make("Minipaint-v0").action_space
     env.step(np.array([100, 100, 1]))
     assert env.step(np.array([110, 100, 1]))[3]  # truncated at max_steps
+
+
+def test_a_retrained_decoder_fits_the_dynamics_of_its_encoder(tmp_path):
+    torch.manual_seed(0)
+    vae = VAE(VAE_PRESETS["tiny"])
+    dyn = LatentCNN(DYNAMICS_PRESETS["tiny"])
+    meta = {"vae_sha256": "0" * 64, "vae_encoder_sha256": vae_files.encoder_sha256(vae)}
+    torch.nn.init.normal_(vae.decoder.conv_in.weight)  # a new decoder, the same encoder
+    vae_files.save(vae, tmp_path / "ok")
+    save_weights(dyn, tmp_path / "ok", "dynamics", dyn.config.to_dict(), meta)
+    WorldModel.load(tmp_path / "ok")  # the file hash differs, the latent space does not
+    torch.nn.init.normal_(vae.encoder.conv_in.weight)  # another encoder: another latent space
+    vae_files.save(vae, tmp_path / "bad")
+    save_weights(dyn, tmp_path / "bad", "dynamics", dyn.config.to_dict(), meta)
+    with pytest.raises(CheckpointError, match="encoder"):
+        WorldModel.load(tmp_path / "bad")

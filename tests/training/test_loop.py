@@ -132,3 +132,18 @@ def test_palette_vae_finds_its_colours_and_starts_from_rgb(small_dataset, tmp_pa
     train_vae(small_dataset, tmp_path / "pal", "--resume", "--steps", "3")  # the saved palette is reused
     rows = (tmp_path / "pal" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(rows[-1])["step"] == 3
+
+
+def test_freeze_encoder_keeps_the_latent_space(small_dataset, tmp_path):
+    from infinipaint.models import vae as vae_files
+
+    train_vae(small_dataset, tmp_path / "a", "--steps", "2")
+    proc = train_vae(small_dataset, tmp_path / "x", "--freeze-encoder", check=False)
+    assert proc.returncode == 2 and "--init-from" in proc.stderr
+    train_vae(small_dataset, tmp_path / "b", "--steps", "3", "--init-from", tmp_path / "a" / "model",
+              "--freeze-encoder", "--model-set", "output=palette", "--lr", "1e-2")
+    train_vae(small_dataset, tmp_path / "b", "--resume", "--steps", "5")  # still frozen after a resume
+    a, b = vae_files.load(tmp_path / "a" / "model"), vae_files.load(tmp_path / "b" / "model")
+    assert vae_files.encoder_sha256(a) == vae_files.encoder_sha256(b)
+    assert not torch.equal(a.decoder.conv_in.weight, b.decoder.conv_in.weight)
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["freeze_encoder"] is True

@@ -214,6 +214,18 @@ def initial_state(model: "VAE", state: dict[str, torch.Tensor], source: VAEConfi
     return out
 
 
+def encoder_sha256(model: "VAE") -> str:
+    """A hash of the encoder's weights alone: the latent space a dynamics network was trained in.
+    A decoder retrained with the encoder frozen (`train vae --freeze-encoder`) keeps it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 MAX_PALETTE = 64
 
 

@@ -81,11 +81,19 @@ class WorldModel:
         if not directory.is_dir():
             raise CheckpointError(f"{directory}: no such model directory")
         vae_info, dyn_info = read_info(directory, vae_files.NAME), read_info(directory, DYNAMICS)
-        want = dyn_info.get("meta", {}).get("vae_sha256")
-        if want is not None and want != vae_info["weights"]["sha256"]:
+        vae = vae_files.load(directory)
+        meta = dyn_info.get("meta", {})
+        # The dynamics network lives in the encoder's latent space: a decoder retrained on a frozen
+        # encoder still fits it. Older runs recorded only the sha256 of the whole VAE file.
+        if meta.get("vae_encoder_sha256") is not None:
+            have = vae_files.encoder_sha256(vae)
+            if meta["vae_encoder_sha256"] != have:
+                raise CheckpointError(f"{directory}: dynamics.safetensors was trained on the latents of a different "
+                                      f"VAE encoder (sha256 {meta['vae_encoder_sha256'][:12]}…, this one is {have[:12]}…)")
+        elif meta.get("vae_sha256") is not None and meta["vae_sha256"] != vae_info["weights"]["sha256"]:
             raise CheckpointError(f"{directory}: dynamics.safetensors was trained on a different VAE "
-                                  f"(sha256 {want[:12]}…, this one is {vae_info['weights']['sha256'][:12]}…)")
-        return cls(vae_files.load(directory), load_dynamics(directory), device=device, bf16=bf16)
+                                  f"(sha256 {meta['vae_sha256'][:12]}…, this one is {vae_info['weights']['sha256'][:12]}…)")
+        return cls(vae, load_dynamics(directory), device=device, bf16=bf16)
 
     # ------------------------------------------------------------------------------ internals
     def _autocast(self):

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     comp = train.add_subparsers(dest="component", required=True)
     p = comp.add_parser("vae", help="train the VAE on single frames")
     _common(p)
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train only the decoder (with --init-from): the latent space, and any dynamics network "
+                        "trained in it, stays valid")
     p.set_defaults(func=train_vae)
     p = comp.add_parser("dynamics", help="train the LatentCNN on latents of a frozen VAE")
     _common(p)
@@ -107,10 +110,16 @@ def train_vae(args: argparse.Namespace) -> int:
     torch.manual_seed(cfg.seed)
     model = VAE(model_cfg)
     _init_from(model, args.init_from, "vae")
+    saved = Path(args.out) / "config.json"
+    freeze = args.freeze_encoder or (args.resume and saved.exists() and json.loads(saved.read_text()).get("freeze_encoder"))
+    if freeze:  # train the decoder alone: the latent space (and dynamics trained in it) stays
+        if not (args.init_from or args.resume):
+            raise CommandError("--freeze-encoder needs --init-from DIR (a trained encoder to keep)")
+        model.encoder.requires_grad_(False)
     print(f"vae {args.preset}: {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(train_set):,} train / {len(val_set):,} val frames")
     summary = train(model, train_set, val_set, cfg, args.out, "vae", resume=args.resume,
-                    meta={"data": str(args.data), "preset": args.preset})
+                    meta={"data": str(args.data), "preset": args.preset, "freeze_encoder": bool(freeze)})
     print(json.dumps(summary))
     return 0
 
@@ -158,6 +167,7 @@ def train_dynamics(args: argparse.Namespace) -> int:
         shutil.copyfile(Path(args.vae) / f"{vae_files.NAME}{suffix}", model_dir / f"{vae_files.NAME}{suffix}")
     summary = train(model, train_set, val_set, cfg, args.out, "dynamics", resume=args.resume,
                     meta={"data": str(args.data), "preset": args.preset, "vae": str(args.vae),
-                          "vae_sha256": vae_info["weights"]["sha256"]})
+                          "vae_sha256": vae_info["weights"]["sha256"],
+                          "vae_encoder_sha256": vae_files.encoder_sha256(vae_files.load(args.vae))})
     print(json.dumps(summary))
     return 0
