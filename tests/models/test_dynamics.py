@@ -98,3 +98,25 @@ def test_scheduled_sampling_moves_from_truth_to_predictions():
     net.set_progress(0.0)
     net.eval()
     assert torch.equal(net.feed(pred, truth), pred)  # validation always rolls out for real
+
+
+def test_latent_crops_follow_the_cursor_and_channel_norm_is_crop_invariant():
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
+                         train_crop=16, unroll=2)
+    net = LatentCNN(cfg)
+    z = torch.randn(64, 3, 16, 56, 56)
+    actions = torch.tensor([[0, 0, 0], [200, 40, 1], [204, 44, 1]]).repeat(64, 1, 1)
+    crops, planes, k = net.windows({"z": z, "actions": actions})
+    assert k == 2 and crops.shape == (64, 3, 16, 16, 16) and planes[0].shape == (64, 4, 16, 16)
+    # most crops hold the cursor (latent (50.5, 10.5)): the next action's heatmap peaks inside
+    assert (planes[0][:, 2].amax(dim=(1, 2)) > 0.5).float().mean() > 0.6
+    loss, _ = net.loss({"z": z[:4], "actions": actions[:4]})
+    assert torch.isfinite(loss)
+    # without spatial statistics, the net on a crop equals the crop of the net (away from the border)
+    torch.nn.init.normal_(net.head.weight, std=0.1)
+    net.eval()
+    zz, pp = torch.randn(1, 16, 56, 56), torch.rand(1, 4, 56, 56)
+    full = net(zz, pp)[..., 20:28, 20:28]
+    part = net(zz[..., 10:38, 10:38], pp[..., 10:38, 10:38])[..., 10:18, 10:18]
+    assert torch.allclose(full, part, atol=1e-5)

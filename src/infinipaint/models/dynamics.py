@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 ACTION_CHANNELS = 4
 HEADS = ("delta", "levels")
+NORMS = ("group", "channel")
 
 
 @dataclass
@@ -55,6 +56,8 @@ class DynamicsConfig:
     change_threshold: float = 0.05  # |z_{t+1} - z_t| above this (any channel) marks a changed position
     noise_std: float = 0.02  # std of Gaussian noise added to the input latent during training
     unroll: int = 1  # training steps fed back on the model's own predictions (1: one-step)
+    norm: str = "group"  # "group" (GroupNorm) or "channel" (over the channels of each position: crop-invariant)
+    train_crop: int = 0  # if > 0, train on crops of this many latent cells around the cursor's path (the net is local)
     sched_sampling: float = 0.0  # scheduled sampling: the share of training over which unrolled inputs move from truth to own predictions
     head: str = "delta"  # "delta" (continuous latent: z + delta) or "levels" (FSQ latent: classify each value)
     levels: int = 0  # FSQ values per channel (head "levels"; set from the VAE)
@@ -76,6 +79,10 @@ class DynamicsConfig:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.head == "levels" and (self.levels < 3 or self.levels % 2 == 0):
             raise ValueError(f"head 'levels' needs the VAE's FSQ levels (odd, >= 3), got levels={self.levels}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if not 0 <= self.train_crop <= 56:
+            raise ValueError(f"train_crop must be 0 (whole latent) or 1-56 cells, got {self.train_crop}")
         if not 0 <= self.sched_sampling <= 1:
             raise ValueError(f"sched_sampling must be in [0, 1], got {self.sched_sampling}")
         if not 0 <= self.flip_prob < 1:
@@ -88,17 +95,36 @@ class DynamicsConfig:
 DYNAMICS_PRESETS: dict[str, DynamicsConfig] = {
     "tiny": DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4),
     "cpu": DynamicsConfig(preset="cpu", hidden=64, blocks=4, action_features=32, groups=8,
-                          dilations=(1, 2, 4, 8), ada_kernel=1),
+                          dilations=(1, 2, 4, 8), ada_kernel=1, norm="channel", train_crop=32, unroll=4,
+                          sched_sampling=0.3),
     "paper": DynamicsConfig(preset="paper", hidden=256, blocks=4, action_features=64, groups=32),
 }
 
 
-class SpatialAdaGN(nn.Module):
-    """GroupNorm(h) * (1 + scale(a)) + shift(a), with per-position scale and shift from action features."""
+class ChannelNorm(nn.Module):
+    """Normalise each position over its channels (no spatial statistics: the same on a crop as on
+    the whole map, and cheap)."""
 
-    def __init__(self, channels: int, features: int, groups: int, kernel: int = 3) -> None:
+    def __init__(self, eps: float = 1e-5) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(groups, channels, affine=False)
+        self.eps = eps
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(h.float(), dim=1, keepdim=True, correction=0)
+        return ((h.float() - mean) * torch.rsqrt(var + self.eps)).to(h.dtype)
+
+
+def make_norm(kind: str, groups: int, channels: int, affine: bool = True) -> nn.Module:
+    return nn.GroupNorm(groups, channels, affine=affine) if kind == "group" else ChannelNorm()
+
+
+class SpatialAdaGN(nn.Module):
+    """Norm(h) * (1 + scale(a)) + shift(a), with per-position scale and shift from action features;
+    Norm is GroupNorm (the write-up's) or ChannelNorm."""
+
+    def __init__(self, channels: int, features: int, groups: int, kernel: int = 3, norm: str = "group") -> None:
+        super().__init__()
+        self.norm = make_norm(norm, groups, channels, affine=False)
         self.to_scale_shift = nn.Conv2d(features, 2 * channels, kernel, padding=kernel // 2)
         nn.init.zeros_(self.to_scale_shift.weight)
         nn.init.zeros_(self.to_scale_shift.bias)
@@ -111,9 +137,9 @@ class SpatialAdaGN(nn.Module):
 class AdaBlock(nn.Module):
     def __init__(self, c: DynamicsConfig, dilation: int = 1) -> None:
         super().__init__()
-        self.norm1 = SpatialAdaGN(c.hidden, c.action_features, c.groups, c.ada_kernel)
+        self.norm1 = SpatialAdaGN(c.hidden, c.action_features, c.groups, c.ada_kernel, c.norm)
         self.conv1 = nn.Conv2d(c.hidden, c.hidden, 3, padding=dilation, dilation=dilation)
-        self.norm2 = SpatialAdaGN(c.hidden, c.action_features, c.groups, c.ada_kernel)
+        self.norm2 = SpatialAdaGN(c.hidden, c.action_features, c.groups, c.ada_kernel, c.norm)
         self.conv2 = nn.Conv2d(c.hidden, c.hidden, 3, padding=1)
 
     def forward(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -133,7 +159,7 @@ class LatentCNN(nn.Module):
             nn.Conv2d(c.action_features, c.action_features, 3, padding=1), nn.SiLU(),
         )
         self.blocks = nn.ModuleList(AdaBlock(c, d) for d in c.dilations)
-        self.out_norm = nn.GroupNorm(c.groups, c.hidden)
+        self.out_norm = make_norm(c.norm, c.groups, c.hidden)
         outputs = c.latent_channels * (c.levels if c.head == "levels" else 1)
         self.head = nn.Conv2d(c.hidden, outputs, 3, padding=1)
         nn.init.zeros_(self.head.weight)
@@ -238,6 +264,30 @@ class LatentCNN(nn.Module):
         b, t = zs.shape[:2]
         return self.normalize(zs.flatten(0, 1)).unflatten(0, (b, t))
 
+    def windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        """(latents (B, K+1, C, h, w), action planes for each of the k trained transitions
+        [(B, 4, h, w)], k) of a batch; with `train_crop` > 0, h = w = train_crop cells around the
+        cursor's path over the window (the changes are there), each sample cropped on its own."""
+        from infinipaint.actions import pair_planes
+
+        z, actions = batch["z"], batch["actions"]
+        k = min(self.config.unroll, actions.shape[1] - 1)
+        planes = [pair_planes(actions[:, t], actions[:, t + 1]).to(z.dtype) for t in range(k)]
+        size, full = self.config.train_crop, z.shape[-1]
+        if size == 0 or size >= full:
+            return z, planes, k
+        centre = actions[:, 1 : k + 1, :2].float().mean(dim=1) * full / 224.0  # (B, 2) latent x, y
+        centre = centre + torch.randn_like(centre) * size / 6  # vary where the cursor sits in the crop
+        anywhere = torch.rand(centre.shape[0], device=centre.device) < 0.25  # and some crops far from it
+        centre = torch.where(anywhere[:, None], torch.rand_like(centre) * full, centre)
+        x0 = (centre[:, 0] - size / 2).round().clamp(0, full - size).long().tolist()
+        y0 = (centre[:, 1] - size / 2).round().clamp(0, full - size).long().tolist()
+
+        def crop(t: torch.Tensor) -> torch.Tensor:
+            return torch.stack([t[i, ..., y : y + size, x : x + size] for i, (x, y) in enumerate(zip(x0, y0))])
+
+        return crop(z), [crop(p) for p in planes], k
+
     def balanced_ce(self, logits: torch.Tensor, target: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Head "levels": cross-entropy per position (mean over channels), averaged over changed and
         unchanged positions as in `balanced_l1`. logits (B, C, L, H, W), target codes (B, C, H, W)."""
@@ -256,20 +306,17 @@ class LatentCNN(nn.Module):
 
     def loss_levels(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Head "levels": unrolled balanced cross-entropy over a window (see `loss`)."""
-        from infinipaint.actions import pair_planes
-
         from .vae import from_codes, to_codes
 
         levels = self.config.levels
-        codes = to_codes(batch["z"], levels)  # (B, K+1, C, H, W)
+        zs, all_planes, k = self.windows(batch)
+        codes = to_codes(zs, levels)  # (B, K+1, C, H, W)
         values = from_codes(torch.arange(levels, device=codes.device), levels).view(1, 1, levels, 1, 1)
-        actions = batch["actions"]
-        k = min(self.config.unroll, actions.shape[1] - 1)
         z = from_codes(codes[:, 0], levels)
         total = torch.zeros((), device=z.device)
         logs: dict[str, float] = {}
         for t in range(k):
-            planes = pair_planes(actions[:, t], actions[:, t + 1]).to(z.dtype)
+            planes = all_planes[t].float()
             if self.config.flip_prob > 0:  # move a few codes one level up or down
                 flip = (torch.rand_like(z) < self.config.flip_prob).float()
                 sign = torch.randint_like(z, 0, 2) * 2 - 1
@@ -297,18 +344,15 @@ class LatentCNN(nn.Module):
         (noised) prediction, so the model learns to correct its own drift. Transition losses are
         averaged over the first `unroll` transitions of the window.
         """
-        from infinipaint.actions import pair_planes
-
         if self.config.head == "levels":
             return self.loss_levels(batch)
-        zs = self.normalize_seq(batch["z"].float())
-        actions = batch["actions"]
-        k = min(self.config.unroll, actions.shape[1] - 1)
+        raw, all_planes, k = self.windows(batch)
+        zs = self.normalize_seq(raw.float())
         z = zs[:, 0]
         total = torch.zeros((), device=zs.device)
         logs: dict[str, float] = {}
         for t in range(k):
-            planes = pair_planes(actions[:, t], actions[:, t + 1]).to(zs.dtype)  # (B, 4, 56, 56)
+            planes = all_planes[t].to(zs.dtype)  # (B, 4, h, w)
             noisy = z + self.config.noise_std * torch.randn_like(z)
             pred = noisy + self(noisy, planes).float()
             target = zs[:, t + 1]
