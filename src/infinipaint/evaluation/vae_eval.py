@@ -67,8 +67,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path, out: str | Path, f
 
     def reconstruct(x_u8: np.ndarray) -> np.ndarray:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            y = vae.decode(encode(x_u8)).float()
-        return (y * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            return vae.decode_uint8(encode(x_u8)).numpy()
 
     rows: dict[str, list[float]] = {"psnr": [], "ssim": [], "canvas": [], "toolbar": [], "density": []}
     for i in tqdm(range(0, len(picks), batch), desc="eval vae", unit="batch"):

@@ -237,6 +237,17 @@ class LatentCNN(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # --------------------------------------------------------------------------------- loss
+    @staticmethod
+    def balance(err: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, mean over changed, mean over unchanged) of a per-position error (B, 1, H, W): the
+        two means averaged; a side with no positions in the batch contributes nothing."""
+        mask = changed.float()
+        n_changed, n_same = mask.sum(), (1 - mask).sum()
+        l_changed = (err * mask).sum() / n_changed.clamp(min=1)
+        l_same = (err * (1 - mask)).sum() / n_same.clamp(min=1)
+        loss = l_same if n_changed == 0 else l_changed if n_same == 0 else 0.5 * (l_changed + l_same)
+        return loss, l_changed, l_same
+
     def balanced_l1(self, pred: torch.Tensor, target: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Mean L1 over changed positions and over unchanged ones, averaged.
 
@@ -244,18 +255,9 @@ class LatentCNN(nn.Module):
         positions in the batch contributes nothing (the other side alone is the loss).
         """
         err = (pred.float() - target.float()).abs().mean(dim=1, keepdim=True)  # (B, 1, H, W)
-        mask = changed.float()
-        n_changed, n_same = mask.sum(), (1 - mask).sum()
-        l_changed = (err * mask).sum() / n_changed.clamp(min=1)
-        l_same = (err * (1 - mask)).sum() / n_same.clamp(min=1)
-        if n_changed == 0:
-            loss = l_same
-        elif n_same == 0:
-            loss = l_changed
-        else:
-            loss = 0.5 * (l_changed + l_same)
+        loss, l_changed, l_same = self.balance(err, changed)
         return loss, {"l1_changed": float(l_changed.detach()), "l1_same": float(l_same.detach()),
-                      "changed_share": float(n_changed / mask.numel())}
+                      "changed_share": float(changed.float().mean())}
 
     def changed_mask(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
         return (z1.float() - z0.float()).abs().amax(dim=1, keepdim=True) > self.config.change_threshold
@@ -292,17 +294,13 @@ class LatentCNN(nn.Module):
         """Head "levels": cross-entropy per position (mean over channels), averaged over changed and
         unchanged positions as in `balanced_l1`. logits (B, C, L, H, W), target codes (B, C, H, W)."""
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(dim=1, keepdim=True)
-        mask = changed.float()
-        n_changed, n_same = mask.sum(), (1 - mask).sum()
-        l_changed = (ce * mask).sum() / n_changed.clamp(min=1)
-        l_same = (ce * (1 - mask)).sum() / n_same.clamp(min=1)
-        loss = l_same if n_changed == 0 else l_changed if n_same == 0 else 0.5 * (l_changed + l_same)
+        loss, l_changed, l_same = self.balance(ce, changed)
         with torch.no_grad():
             wrong = (logits.argmax(dim=2) != target).any(dim=1, keepdim=True).float()
+            _, wrong_changed, wrong_same = self.balance(wrong, changed)
         return loss, {"ce_changed": float(l_changed.detach()), "ce_same": float(l_same.detach()),
-                      "changed_share": float(n_changed / mask.numel()),
-                      "wrong_changed": float((wrong * mask).sum() / n_changed.clamp(min=1)),
-                      "wrong_same": float((wrong * (1 - mask)).sum() / n_same.clamp(min=1))}
+                      "changed_share": float(changed.float().mean()),
+                      "wrong_changed": float(wrong_changed), "wrong_same": float(wrong_same)}
 
     def loss_levels(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Head "levels": unrolled balanced cross-entropy over a window (see `loss`)."""

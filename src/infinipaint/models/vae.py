@@ -392,6 +392,15 @@ class VAE(nn.Module):
             return rgb.permute(0, 3, 1, 2)
         return out.clamp(0.0, 1.0)
 
+    def decode_uint8(self, z: torch.Tensor) -> torch.Tensor:
+        """Frames to show: (B, latent, 56, 56) -> uint8 (B, 224, 224, 3) (a palette decoder looks
+        its colours up directly)."""
+        out = self.decode_raw(z)
+        if self.config.output == "palette":
+            pal = torch.tensor(self.config.palette, dtype=torch.uint8, device=out.device)
+            return pal[out.argmax(dim=1)]
+        return (out.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+
     def palette_rgb(self, device: torch.device) -> torch.Tensor:
         """The palette as float (P, 3) in [0, 1]."""
         return torch.tensor(self.config.palette, dtype=torch.float32, device=device) / 255.0
@@ -421,10 +430,9 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         x = frames_to_float(frames).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            y = self.decode(self.encode(x))
+            y = self.decode_uint8(self.encode(x))
         self.train(was_training)
-        y = (y.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
-        return y.permute(0, 2, 3, 1).cpu().numpy()
+        return y.cpu().numpy()
 
     # ---------------------------------------------------------------------------------- training
     def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

@@ -107,8 +107,7 @@ class WorldModel:
         return x.permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=torch.channels_last)
 
     def _frames_out(self, z: torch.Tensor) -> np.ndarray:
-        y = self.vae.decode(z)
-        return (y.float() * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return self.vae.decode_uint8(z).cpu().numpy()
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray) -> torch.Tensor:
