@@ -58,6 +58,12 @@ def test_evaluate_end_to_end(tiny_model, eval_dataset, tmp_path, capsys):
     assert rc == 0
     assert (both / "tiny" / "metrics.json").exists() and (both / "compare.png").stat().st_size > 0
     assert "| what | write-up | our target | tiny | tiny |" in (both / "compare.md").read_text()
+    # A dataset of its own seed is held out as a whole: --split all replays its first episodes.
+    every = tmp_path / "all"
+    rc = main(["evaluate", "--model", str(tiny_model), "--data", str(eval_dataset), "--out", str(every),
+               "--split", "all", "--episodes", "3", "--max-steps", "2", "--ceiling-every", "0", "--quiet"])
+    assert rc == 0
+    assert json.loads((every / "metrics.json").read_text())["data"]["episodes"] == ["3:0", "3:1", "3:2"]
     capsys.readouterr()
 
 
