@@ -120,3 +120,11 @@ def test_latent_crops_follow_the_cursor_and_channel_norm_is_crop_invariant():
     full = net(zz, pp)[..., 20:28, 20:28]
     part = net(zz[..., 10:38, 10:38], pp[..., 10:38, 10:38])[..., 10:18, 10:18]
     assert torch.allclose(full, part, atol=1e-5)
+
+
+def test_channel_norm_normalises_each_position_over_its_channels():
+    from infinipaint.models.dynamics import ChannelNorm
+
+    h = torch.randn(2, 8, 5, 7).contiguous(memory_format=torch.channels_last) * 3 + 1
+    var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)
+    assert torch.allclose(ChannelNorm()(h), (h - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
