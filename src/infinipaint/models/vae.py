@@ -387,10 +387,11 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Frames in [0, 1]: (B, latent, 56, 56) -> (B, 3, 224, 224) (palette: the most likely colours)."""
         out = self.decode_raw(z)
-        if self.config.output == "palette":
-            rgb = self.palette_rgb(out.device)[out.argmax(dim=1)]  # (B, 224, 224, 3)
-            return rgb.permute(0, 3, 1, 2)
-        return out.clamp(0.0, 1.0)
+        return self.palette_image(out) if self.config.output == "palette" else out.clamp(0.0, 1.0)
+
+    def palette_image(self, logits: torch.Tensor) -> torch.Tensor:
+        """Palette logits (B, P, H, W) -> the most likely colours, float (B, 3, H, W) in [0, 1]."""
+        return self.palette_rgb(logits.device)[logits.argmax(dim=1)].permute(0, 3, 1, 2)
 
     def decode_uint8(self, z: torch.Tensor) -> torch.Tensor:
         """Frames to show: (B, latent, 56, 56) -> uint8 (B, 224, 224, 3) (a palette decoder looks
@@ -464,7 +465,7 @@ class VAE(nn.Module):
             total = total + c.lpips_weight * p
             logs["lpips"] = p.item()
         with torch.no_grad():
-            shown = self.palette_rgb(x.device)[logits.argmax(dim=1)].permute(0, 3, 1, 2) if c.output == "palette" else raw
+            shown = self.palette_image(logits) if c.output == "palette" else raw
             logs["psnr"] = psnr(shown.detach().clamp(0, 1), x).mean().item()
         logs["loss"] = total.item()
         return total, logs
