@@ -38,6 +38,22 @@ def test_cache_matches_direct_encoding(small_dataset, cache):
     assert build_latent_cache(small_dataset, vae_dir, "train") == path  # built once
 
 
+def test_cache_follows_the_encoder_only(small_dataset, cache, tmp_path):
+    vae_dir, path = cache
+    vae = vae_files.load(vae_dir)
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.mul_(2.0)  # a retrained decoder: same latent, same cache
+    vae_files.save(vae, tmp_path / "new-decoder")
+    assert build_latent_cache(small_dataset, tmp_path / "new-decoder", "train") == path
+    with torch.no_grad():
+        vae.encoder.conv_out.bias.add_(1.0)  # a new encoder: a cache of its own
+    vae_files.save(vae, tmp_path / "new-encoder")
+    other = build_latent_cache(small_dataset, tmp_path / "new-encoder", "train", bf16=False)
+    assert other != path and other.parent.name == vae_files.encoder_sha256(vae)[:16]
+    z_old, z_new = np.load(path / "z.npy"), np.load(other / "z.npy")
+    assert np.allclose(z_new, z_old + 1.0, atol=2e-2)
+
+
 def test_windows_stay_inside_episodes(cache):
     _, path = cache
     ds = LatentTransitionDataset(path, k=5)

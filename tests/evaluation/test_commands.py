@@ -199,6 +199,7 @@ def test_bench_json(tiny_model, tmp_path, capsys, monkeypatch):
     for k in ("encode", "dynamics", "decode", "full_step"):
         assert r["world_model"][k]["median_ms"] > 0 and r["world_model"][k]["p95_ms"] >= r["world_model"][k]["median_ms"]
         assert r["ratios_vs_minipaint"][k] > 0
+    assert r["world_model"]["full_step_whole_decode"]["median_ms"] > 0
     assert r["world_model"]["throughput"]["batch"] == 4 and r["world_model"]["throughput"]["frames_per_s"] > 0
     assert r["training"]["vae"]["samples_per_s"] > 0 and r["training"]["dynamics"]["samples_per_s"] > 0
     assert r["minipaint_step"]["median_ms"] > 0

@@ -114,3 +114,31 @@ def test_a_retrained_decoder_fits_the_dynamics_of_its_encoder(tmp_path):
     save_weights(dyn, tmp_path / "bad", "dynamics", dyn.config.to_dict(), meta)
     with pytest.raises(CheckpointError, match="encoder"):
         WorldModel.load(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_step_decodes_only_around_the_changed_cells(wm_dir, bf16):
+    wm = WorldModel.load(wm_dir, bf16=bf16)
+    torch.manual_seed(1)
+    for m in wm.vae.decoder.modules():  # every conv live (residual blocks start as the identity)
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=0.2)
+    convs = [m for m in wm.vae.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert wm.decode_radius == sum(m.kernel_size[0] // 2 for m in convs) > 0
+    wm.reset(infinipaint.minipaint.Minipaint().reset())
+    z = wm.latent.clone()
+    shapes = []
+    full_decode = wm.decode
+    wm.decode = lambda latent: shapes.append(tuple(latent.shape[-2:])) or full_decode(latent)
+    for cells in ([(0, 0)], [(20, 30), (22, 33)], [(55, 10)], [(30, 54)]):
+        new = z.clone()
+        for y, x in cells:
+            new[:, :, y, x] += 0.7
+        shapes.clear()
+        got = wm._redraw(z, new)
+        assert shapes and shapes[0] != (56, 56)  # a window was decoded, not the whole map
+        assert np.array_equal(got, full_decode(new)[0])
+    shapes.clear()
+    assert np.array_equal(wm._redraw(z, z.clone()), wm.frame) and not shapes  # nothing changed: no decode
+    wide = z + 0.1  # every cell changed: one whole decode
+    assert np.array_equal(wm._redraw(z, wide), full_decode(wide)[0]) and shapes == [(56, 56)]

@@ -5,8 +5,9 @@
     ds = LatentTransitionDataset(cache, k=4)
     item = ds[0]   # {"z": float32 (K+1, C, 56, 56), "actions": int64 (K+1, 3)}
 
-The cache lives beside the data, keyed by the VAE's weights checksum, so a new VAE never reads a
-stale cache: `DATA/latents/<sha256[:16]>/<split>/` holds `z.npy` (float16 (N, C, 56, 56), all
+The cache lives beside the data, keyed by the checksum of the VAE's encoder weights (the latent
+depends on nothing else), so a new encoder never reads a stale cache while a decoder retrained with
+`--freeze-encoder` keeps it: `DATA/latents/<encoder sha256[:16]>/<split>/` holds `z.npy` (float16 (N, C, 56, 56), all
 frames of all episodes of the split back to back, memory-mapped when read), `actions.npy`
 (int16 (N, 3)), `kinds.npy` (uint8 (N,), what each step did, as in data/agents.py KINDS) and
 `index.json` (episode keys and their first row). It is written into a temp
@@ -28,8 +29,8 @@ from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError
 
 
-def cache_dir(data_root: str | Path, vae_sha256: str, split: str) -> Path:
-    return Path(data_root) / "latents" / vae_sha256[:16] / split
+def cache_dir(data_root: str | Path, encoder_sha256: str, split: str) -> Path:
+    return Path(data_root) / "latents" / encoder_sha256[:16] / split
 
 
 @torch.no_grad()
@@ -39,9 +40,9 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     from tqdm import tqdm
 
     from infinipaint.models import vae as vae_files
-    from infinipaint.models.checkpoint import read_info
 
-    sha = read_info(vae_dir, vae_files.NAME)["weights"]["sha256"]
+    vae = vae_files.load(vae_dir, map_location=device)
+    sha = vae_files.encoder_sha256(vae)
     out = cache_dir(data_root, sha, split)
     index_path = out / "index.json"
     if index_path.exists():
@@ -55,7 +56,6 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
         raise DataError(f"{data_root}: the {split} split is empty")
     steps = [reader.steps(k) + 1 for k in keys]
     starts = np.concatenate([[0], np.cumsum(steps)]).tolist()
-    vae = vae_files.load(vae_dir, map_location=device)
     c = vae.config.latent_channels
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -80,7 +80,7 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     del z_all
     np.save(tmp / "actions.npy", actions)
     np.save(tmp / "kinds.npy", kinds)
-    index = {"vae_sha256": sha, "split": split, "keys": keys, "starts": starts, "max_episodes": max_episodes,
+    index = {"encoder_sha256": sha, "split": split, "keys": keys, "starts": starts, "max_episodes": max_episodes,
              "latent_channels": c}
     (tmp / "index.json").write_text(json.dumps(index))
     if out.exists():

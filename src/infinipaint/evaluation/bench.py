@@ -10,14 +10,15 @@ the frame to numpy. Timings are medians and 95th percentiles of single calls.
 
 The world model is timed through its public API on real Minipaint frames of an agent episode:
 `encode` (uint8 frame -> latent), `advance` (the dynamics step), `decode` (latent -> uint8
-frame) and `step` (the full interactive step, dynamics + decode, batch 1, what the viewer calls),
-then throughput of advance + decode at a larger batch. Training speed is a few AdamW steps of
-each network's own `loss` under bf16 autocast, on real frames (VAE) and on their latents and the
-episode's actions (dynamics), at the batch size of the training preset. Ratios divide each median
-by Minipaint's median step from the same run. Without `--model`, an untrained model of
-`--preset` is timed (speed does not depend on the weights). Threads: PyTorch's default unless
-`--threads`; the count and the device are in the output. On a shared 2-core machine the default
-(2 threads) can be 10-20x slower than `--threads 1` while another process keeps a core busy (the
+frame) and `step` (the full interactive step, dynamics + decode, batch 1, what the viewer calls,
+along the episode's steps: it decodes only around the latent cells that changed), `step` again
+decoding every frame whole (`full_step_whole_decode`), then throughput of advance + decode at a
+larger batch. Training speed is a few AdamW steps of each network's own `loss` under bf16
+autocast, on real frames (VAE) and on their latents and the episode's actions (dynamics), at the
+batch size of the training preset. Ratios divide each median by Minipaint's median step from the
+same run. Without `--model`, an untrained model of `--preset` is timed (speed does not depend on
+the weights). Threads: PyTorch's default unless `--threads`; the count and the device are in the
+output. On a shared 2-core machine the default (2 threads) can be 10-20x slower than `--threads 1` while another process keeps a core busy (the
 two OpenMP threads wait on each other): compare both before trusting a number.
 """
 
@@ -106,6 +107,11 @@ def bench_world_model(wm: Any, frames: np.ndarray, actions: np.ndarray, batch: i
         "decode": time_calls(lambda: wm.decode(z1), repeats, warmup, dev),
         "full_step": time_calls(lambda: wm.step(step_actions[next(i) % len(step_actions)]), repeats, warmup, dev),
     }
+    radius, wm.decode_radius = wm.decode_radius, None
+    wm.reset(frames[0])
+    out["full_step_whole_decode"] = time_calls(lambda: wm.step(step_actions[next(i) % len(step_actions)]),
+                                               repeats, warmup, dev)
+    wm.decode_radius = radius
     b = min(batch, len(frames) - 1)
     zb = wm.encode(frames[:b])
     prevb, actb = torch.from_numpy(actions[:b]), torch.from_numpy(actions[1 : b + 1])

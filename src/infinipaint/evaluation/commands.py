@@ -172,6 +172,8 @@ def _bench_text(r: dict) -> str:
         for k in ("encode", "dynamics", "decode", "full_step"):
             lines.append(f"  {k:<10} batch 1: median {w[k]['median_ms']:8.2f} ms, p95 {w[k]['p95_ms']:8.2f} ms "
                          f"({q[k]:.0f}x Minipaint)")
+        if "full_step_whole_decode" in w:
+            lines.append(f"  full_step decoding whole frames: median {w['full_step_whole_decode']['median_ms']:8.2f} ms")
         t = w["throughput"]
         lines.append(f"  dynamics + decode at batch {t['batch']}: {t['median_ms']:.1f} ms, {t['frames_per_s']:.0f} frames/s "
                      f"({q['throughput_per_frame']:.0f}x Minipaint per frame)")

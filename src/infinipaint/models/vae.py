@@ -384,6 +384,15 @@ class VAE(nn.Module):
         decoder the logits (B, P, 224, 224)."""
         return self.decoder(z.contiguous(memory_format=torch.channels_last))
 
+    def decode_radius(self) -> int | None:
+        """How many latent cells around a cell can change its decoded pixels, when the decoder is
+        local (one 56x56 stage, no GroupNorm: convolutions only); None otherwise. A latent that
+        changed in a few cells then needs decoding only around them (`WorldModel.step`)."""
+        c = self.config
+        if c.norm != "none" or len(c.channels) != 1:
+            return None
+        return sum((m.kernel_size[0] // 2) * m.dilation[0] for m in self.decoder.modules() if isinstance(m, nn.Conv2d))
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Frames in [0, 1]: (B, latent, 56, 56) -> (B, 3, 224, 224) (palette: the most likely colours)."""
         out = self.decode_raw(z)

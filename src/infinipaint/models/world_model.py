@@ -10,6 +10,11 @@
 Frames are uint8 (224, 224, 3) numpy arrays; an action is one ActionStream step `(x, y, down)`.
 The previous action of the first step is `RESET_ACTION` (Minipaint's reset cursor, button up),
 exactly as in the recorded data. Device-agnostic: `WorldModel.load(dir, device="cuda")`.
+
+`step` decodes only what can have changed: with a local decoder (`VAE.decode_radius`), the cells
+around those whose latent changed are decoded again, with their whole receptive field, and pasted
+into the last frame; a step that changes nothing (a hover, with an FSQ latent) decodes nothing.
+The frames are the same as full decoding (tested), so `rollout` keeps decoding whole frames.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ class WorldModel:
         self.dynamics = dynamics.to(self.device).to(memory_format=torch.channels_last).eval()
         self.bf16 = bf16
         self.latent: torch.Tensor | None = None  # (1, C, 56, 56), float32
+        self.frame: np.ndarray | None = None  # the decoded latent (224, 224, 3)
+        self.decode_radius = self.vae.decode_radius()  # None: always decode whole frames
         self.last_delta: torch.Tensor | None = None
         self.prev_action: tuple[int, int, int] = RESET_ACTION
 
@@ -132,7 +139,8 @@ class WorldModel:
         self.latent = self.encode(frame[None])
         self.last_delta = torch.zeros_like(self.latent)
         self.prev_action = RESET_ACTION
-        return self.decode(self.latent)[0]
+        self.frame = self.decode(self.latent)[0]
+        return self.frame.copy()
 
     def step(self, action: Sequence[int]) -> np.ndarray:
         """Advance the rolling latent by one ActionStream step and return the decoded frame."""
@@ -142,9 +150,30 @@ class WorldModel:
         prev = torch.tensor([self.prev_action])
         nxt = self.advance(self.latent, prev, torch.tensor([action]))
         self.last_delta = nxt - self.latent
+        self.frame = self._redraw(self.latent, nxt)
         self.latent = nxt
         self.prev_action = action
-        return self.decode(self.latent)[0]
+        return self.frame.copy()
+
+    def _redraw(self, old: torch.Tensor, new: torch.Tensor) -> np.ndarray:
+        """The frame of latent `new` (1, C, 56, 56), given `self.frame` = the frame of `old`."""
+        r, n = self.decode_radius, new.shape[-1]
+        if r is None or self.frame is None:
+            return self.decode(new)[0]
+        ys, xs = torch.nonzero((new != old).any(dim=1)[0], as_tuple=True)
+        if len(ys) == 0:
+            return self.frame.copy()
+        # Cells whose pixels may change, then the window that holds their whole receptive field.
+        py0, py1 = max(int(ys.min()) - r, 0), min(int(ys.max()) + 1 + r, n)
+        px0, px1 = max(int(xs.min()) - r, 0), min(int(xs.max()) + 1 + r, n)
+        wy0, wy1, wx0, wx1 = max(py0 - r, 0), min(py1 + r, n), max(px0 - r, 0), min(px1 + r, n)
+        if (wy1 - wy0) * (wx1 - wx0) > 0.6 * n * n:  # most of the map: one whole decode is as cheap
+            return self.decode(new)[0]
+        tile = self.decode(new[:, :, wy0:wy1, wx0:wx1])[0]
+        s = SCREEN // n  # pixels per latent cell
+        frame = self.frame.copy()
+        frame[py0 * s : py1 * s, px0 * s : px1 * s] = tile[(py0 - wy0) * s : (py1 - wy0) * s, (px0 - wx0) * s : (px1 - wx0) * s]
+        return frame
 
     @property
     def block_norms(self) -> list[float]:
