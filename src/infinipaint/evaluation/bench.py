@@ -18,8 +18,9 @@ autocast, on real frames (VAE) and on their latents and the episode's actions (d
 batch size of the training preset. Ratios divide each median by Minipaint's median step from the
 same run. Without `--model`, an untrained model of `--preset` is timed (speed does not depend on
 the weights). Threads: PyTorch's default unless `--threads`; the count and the device are in the
-output. On a shared 2-core machine the default (2 threads) can be 10-20x slower than `--threads 1` while another process keeps a core busy (the
-two OpenMP threads wait on each other): compare both before trusting a number.
+output. On a shared 2-core machine the default (2 threads) can be 10-20x slower than `--threads 1`
+while another process keeps a core busy (the two OpenMP threads wait on each other): compare both
+before trusting a number.
 """
 
 from __future__ import annotations
