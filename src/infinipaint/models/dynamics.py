@@ -220,8 +220,8 @@ class LatentCNN(nn.Module):
 
         b, c, h, w = z.shape
         logits = self(zn, planes).float().view(b, c, self.config.levels, h, w)
-        current = F.one_hot(to_codes(z, self.config.levels), self.config.levels).permute(0, 1, 4, 2, 3)
-        return logits + self.keep_bias * current
+        current = to_codes(z, self.config.levels).unsqueeze(2)  # (B, C, 1, H, W)
+        return logits.scatter_add(2, current, self.keep_bias.expand(current.shape))
 
     def forward(self, z: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
         """The delta of a normalised latent z (B, C, 56, 56) under action planes (B, 4, 56, 56);
