@@ -210,7 +210,9 @@ class LatentCNN(nn.Module):
         if self.config.head == "levels":
             from .vae import from_codes
 
-            return from_codes(self.level_logits(z, zn, planes).argmax(dim=2), self.config.levels)
+            # argmax over a contiguous last dim: over dim 2 of the (B, C, L, H, W) logits it is ~10x slower
+            logits = self.level_logits(z, zn, planes).movedim(2, -1).contiguous()
+            return from_codes(logits.argmax(dim=-1), self.config.levels)
         return self.denormalize(zn + self(zn, planes).float())
 
     def level_logits(self, z: torch.Tensor, zn: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
