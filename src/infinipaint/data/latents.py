@@ -7,11 +7,11 @@
 
 The cache lives beside the data, keyed by the checksum of the VAE's encoder weights (the latent
 depends on nothing else), so a new encoder never reads a stale cache while a decoder retrained with
-`--freeze-encoder` keeps it: `DATA/latents/<encoder sha256[:16]>/<split>/` holds `z.npy` (float16 (N, C, 56, 56), all
-frames of all episodes of the split back to back, memory-mapped when read), `actions.npy`
-(int16 (N, 3)), `kinds.npy` (uint8 (N,), what each step did, as in data/agents.py KINDS) and
-`index.json` (episode keys and their first row). It is written into a temp
-folder and renamed when complete, so a killed build leaves nothing half-done behind.
+`--freeze-encoder` keeps it: `DATA/latents/<encoder sha256[:16]>/<split>/` holds `z.npy` (float16
+(N, C, 56, 56), all frames of all episodes of the split back to back, memory-mapped when read),
+`actions.npy` (int16 (N, 3)), `kinds.npy` (uint8 (N,), what each step did, as in data/agents.py
+KINDS) and `index.json` (episode keys and their first row). It is written into a temp folder and
+renamed when complete, so a killed build leaves nothing half-done behind.
 Windows follow the storage convention: `actions[0]` of a window is `a_prev` of its first transition.
 """
 

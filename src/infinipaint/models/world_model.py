@@ -161,8 +161,8 @@ class WorldModel:
         if r is None or self.frame is None:
             return self.decode(new)[0]
         ys, xs = torch.nonzero((new != old).any(dim=1)[0], as_tuple=True)
-        if len(ys) == 0:
-            return self.frame.copy()
+        if len(ys) == 0:  # the last frame as it is (never written to; `step` hands out copies)
+            return self.frame
         # Cells whose pixels may change, then the window that holds their whole receptive field.
         py0, py1 = max(int(ys.min()) - r, 0), min(int(ys.max()) + 1 + r, n)
         px0, px1 = max(int(xs.min()) - r, 0), min(int(xs.max()) + 1 + r, n)
