@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from infinipaint.actions import (
     DEAD_ZONE, LATENT, MAX_STEP, RESET_ACTION, ActionStream, action_planes, encode_action, encode_pair,
-    heatmap_center, latent_coord, pair_planes, substeps,
+    GEOMETRY_REACH, heatmap_center, latent_coord, pair_planes, stroke_geometry, substeps,
 )
 from infinipaint.minipaint import SCREEN, Minipaint
 
@@ -152,3 +152,30 @@ def test_action_planes_agree_with_encode_action():
     np.testing.assert_allclose(pair[:, 2:].numpy(), ref[6:], atol=1e-6)
     with pytest.raises(ValueError):
         action_planes(torch.zeros(4, 2))
+
+
+def _pixels(geometry: torch.Tensor) -> np.ndarray:
+    """(16, 56, 56) stroke geometry -> (224, 224) in screen layout."""
+    return geometry.view(4, 4, LATENT, LATENT).permute(2, 0, 3, 1).reshape(SCREEN, SCREEN).numpy()
+
+
+@pytest.mark.parametrize("size", [3, 10])
+def test_stroke_geometry_marks_the_pixels_minipaint_paints(size):
+    from infinipaint.minipaint.layout import LAYOUT
+
+    app = Minipaint()
+    app.reset()
+    x, y = LAYOUT.slider_point(size)
+    app.step((x, y, 1))
+    blank = app.step((x, y, 0))  # brush `size` selected, nothing painted
+    app.step((60, 100, 1))  # a press paints a dot
+    painted = (app.step((97, 130, 1)) != blank).any(-1)  # and the drag a segment from it
+    near = _pixels(stroke_geometry(torch.tensor([[60, 100, 1]]), torch.tensor([[97, 130, 1]]))[0])
+    footprint = near >= 1 - size / GEOMETRY_REACH
+    assert (painted & footprint).sum() / (painted | footprint).sum() > 0.85
+    # a press (the previous step up) marks a disc around the cursor only
+    press = _pixels(stroke_geometry(torch.tensor([[60, 100, 0]]), torch.tensor([[97, 130, 1]]))[0])
+    ys, xs = np.nonzero(press > 0)
+    assert press[130, 97] == 1 and max(abs(ys - 130).max(), abs(xs - 97).max()) <= GEOMETRY_REACH
+    with pytest.raises(ValueError):
+        stroke_geometry(torch.zeros(2, 3), torch.zeros(3, 3))

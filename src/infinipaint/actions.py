@@ -163,6 +163,36 @@ def pair_planes(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor":
     return torch.cat([action_planes(prev), action_planes(next)], dim=-3)
 
 
+GEOMETRY_CHANNELS = SCALE * SCALE  # one plane per pixel of a latent cell
+GEOMETRY_REACH = 12.0  # px: brush radii go to 10; farther pixels read 0
+
+
+def stroke_geometry(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor":
+    """Where a stroke would paint, at pixel precision, for a latent-resolution net: (B, 3) x 2 ->
+    (B, 16, 56, 56), plane `SCALE * dy + dx` holding, for the pixel (4 i + dy, 4 j + dx) of each
+    cell (i, j), `max(0, 1 - d / GEOMETRY_REACH)` where d is its distance in pixels to the segment
+    from the previous cursor to this one (a drag: both buttons down), else to this cursor (a
+    press or a hover). Minipaint paints the pixels within the brush radius of that segment; the
+    heatmaps of `pair_planes` give the cursor only to a fraction of a cell."""
+    import torch
+
+    if prev.shape != next.shape or prev.dim() != 2 or prev.shape[-1] != 3:
+        raise ValueError(f"prev and next must both be (B, 3), got {tuple(prev.shape)}, {tuple(next.shape)}")
+    a, b = prev.to(torch.float32), next.to(torch.float32)
+    drag = (a[:, 2] > 0) & (b[:, 2] > 0)
+    p1 = b[:, :2]
+    p0 = torch.where(drag[:, None], a[:, :2], p1)
+    pix = torch.arange(SCREEN, dtype=torch.float32, device=a.device)
+    px, py = pix.view(1, 1, -1), pix.view(1, -1, 1)  # (1, 1, 224), (1, 224, 1)
+    dx, dy = (p1 - p0)[:, 0, None, None], (p1 - p0)[:, 1, None, None]  # (B, 1, 1)
+    rx, ry = px - p0[:, 0, None, None], py - p0[:, 1, None, None]  # (B, 224, 224) after broadcast
+    t = ((rx * dx + ry * dy) / (dx * dx + dy * dy).clamp(min=1e-6)).clamp(0, 1)
+    d = torch.sqrt((rx - t * dx) ** 2 + (ry - t * dy) ** 2)  # (B, 224, 224)
+    near = (1 - d / GEOMETRY_REACH).clamp(min=0)
+    # (B, 56, 4, 56, 4) -> (B, 4, 4, 56, 56) -> (B, 16, 56, 56)
+    return near.view(-1, LATENT, SCALE, LATENT, SCALE).permute(0, 2, 4, 1, 3).reshape(-1, GEOMETRY_CHANNELS, LATENT, LATENT)
+
+
 def heatmap_center(plane: np.ndarray) -> tuple[float, float]:
     """Recover the cursor's latent (x, y) from a (56, 56) heatmap.
 

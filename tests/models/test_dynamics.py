@@ -107,7 +107,8 @@ def test_latent_crops_follow_the_cursor_and_channel_norm_is_crop_invariant():
     net = LatentCNN(cfg)
     z = torch.randn(64, 3, 16, 56, 56)
     actions = torch.tensor([[0, 0, 0], [200, 40, 1], [204, 44, 1]]).repeat(64, 1, 1)
-    crops, planes, k = net.windows({"z": z, "actions": actions})
+    crops, planes, toolbars, k = net.windows({"z": z, "actions": actions})
+    assert toolbars == [None, None]  # no toolbar context
     assert k == 2 and crops.shape == (64, 3, 16, 16, 16) and planes[0].shape == (64, 4, 16, 16)
     # most crops hold the cursor (latent (50.5, 10.5)): the next action's heatmap peaks inside
     assert (planes[0][:, 2].amax(dim=(1, 2)) > 0.5).float().mean() > 0.6
@@ -122,9 +123,59 @@ def test_latent_crops_follow_the_cursor_and_channel_norm_is_crop_invariant():
     assert torch.allclose(full, part, atol=1e-5)
 
 
+def test_toolbar_context_reaches_every_position_and_crops_take_the_whole_strip():
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
+                         train_crop=16, unroll=2, context=8)
+    net = LatentCNN(cfg)
+    torch.nn.init.normal_(net.head.weight, std=0.1)
+    net.eval()
+    zz, pp = torch.randn(1, 16, 56, 56), torch.rand(1, 4, 56, 56)
+    other = zz.clone()
+    other[:, :, :4, :8] += 1  # another tool selected, far above the bottom rows
+    with torch.no_grad():
+        bottom, moved = net(zz, pp)[..., 40:, :], net(other, pp)[..., 40:, :]
+        # a 1-block net sees ~4 cells around it: only the context carries the toolbar down there
+        assert not torch.allclose(bottom, moved, atol=1e-4)
+        # a crop given the whole map's toolbar strip computes what the whole map does inside it
+        part = net(zz[..., 30:50, 10:38], pp[..., 30:50, 10:38], zz[:, :, :8])[..., 6:14, 6:22]
+        assert torch.allclose(net(zz, pp)[..., 36:44, 16:32], part, atol=1e-5)
+        with pytest.raises(ValueError, match="toolbar strip"):
+            net(zz[..., 30:50, 10:38], pp[..., 30:50, 10:38])  # a crop must be given the strip
+    z = torch.randn(4, 3, 16, 56, 56)
+    actions = torch.tensor([[0, 0, 0], [100, 200, 1], [104, 204, 1]]).repeat(4, 1, 1)
+    crops, planes, toolbars, k = net.windows({"z": z, "actions": actions})
+    assert crops.shape[-1] == 16 and [tuple(t.shape) for t in toolbars] == [(4, 16, 8, 56)] * 2
+    assert torch.equal(toolbars[1], z[:, 1, :, :8])  # the input frame's strip of each transition
+    net.train()
+    loss, _ = net.loss({"z": z, "actions": actions})
+    loss.backward()
+    assert net.context_net[0].weight.grad.abs().sum() > 0
+
+
 def test_channel_norm_normalises_each_position_over_its_channels():
     from infinipaint.models.dynamics import ChannelNorm
 
     h = torch.randn(2, 8, 5, 7).contiguous(memory_format=torch.channels_last) * 3 + 1
     var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)
     assert torch.allclose(ChannelNorm()(h), (h - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
+
+
+def test_geometry_planes_are_read_beside_the_heatmaps():
+    from infinipaint.actions import pair_planes
+
+    torch.manual_seed(0)
+    net = LatentCNN(DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
+                                   train_crop=16, unroll=2, geometry=True, context=8))
+    prev, nxt = torch.tensor([[60, 100, 1]]), torch.tensor([[97, 130, 1]])
+    planes = net.action_input(prev, nxt)
+    assert planes.shape == (1, 20, 56, 56) and torch.equal(planes[:, :4], pair_planes(prev, nxt))
+    assert net.a_in.in_channels == 20
+    torch.nn.init.normal_(net.head.weight, std=0.1)  # zero-initialised: no gradient would pass it
+    z = torch.randn(4, 3, 16, 56, 56)
+    actions = torch.tensor([[0, 0, 0], [100, 200, 1], [104, 204, 1]]).repeat(4, 1, 1)
+    _, crops, _, _ = net.windows({"z": z, "actions": actions})
+    assert crops[0].shape == (4, 20, 16, 16)
+    loss, _ = net.loss({"z": z, "actions": actions})
+    loss.backward()
+    assert net.a_in.weight.grad[:, 4:].abs().sum() > 0  # the geometry planes reach the loss

@@ -3,6 +3,7 @@
     from infinipaint.models.dynamics import LatentCNN, DYNAMICS_PRESETS
     net = LatentCNN(DYNAMICS_PRESETS["cpu"])
     delta = net(z, planes)                 # z (B, 16, 56, 56), planes (B, 4, 56, 56) -> (B, 16, 56, 56)
+                                           # (planes = net.action_input(prev, next): (B, 3) actions each)
     z_next = z + delta
     loss, logs = net.loss(batch)           # batch from the latent-transition dataset
 
@@ -25,6 +26,14 @@ likely value, so a right prediction reproduces the state exactly and small error
 Its loss is the balanced cross-entropy (mean over changed positions and over unchanged ones,
 averaged); its input noise flips a share `flip_prob` of the codes by one level; unrolled steps feed
 the hard prediction back with the gradient of the soft one (straight-through).
+
+Two inputs beyond the write-up's, both off by default and on in the shipped `cpu` weights:
+- `context`: the toolbar strip (tool, colour, brush size) -> one vector added to every position.
+  The convolutions see ~21 cells around a position; a stroke at the bottom of the canvas is 40
+  cells from the colour swatches, so without it a new stroke's colour, tool and size are guesses.
+- `geometry`: `actions.stroke_geometry`, 16 planes giving, for each pixel of each cell, how near it
+  is to the segment the brush sweeps this step, so the footprint is known to the pixel and not only
+  to the fraction of a cell that the heatmaps give.
 """
 
 from __future__ import annotations
@@ -62,6 +71,9 @@ class DynamicsConfig:
     head: str = "delta"  # "delta" (continuous latent: z + delta) or "levels" (FSQ latent: classify each value)
     levels: int = 0  # FSQ values per channel (head "levels"; set from the VAE)
     flip_prob: float = 0.01  # head "levels": share of input codes moved one level during training
+    context: int = 0  # width of the toolbar context vector (0: none); see `LatentCNN.toolbar_context`
+    context_rows: int = 8  # latent rows of the toolbar (32 px / 4), the context's input
+    geometry: bool = False  # also feed the stroke's pixel-precise footprint (`actions.stroke_geometry`)
 
     def __post_init__(self) -> None:
         self.dilations = tuple(self.dilations) or (1,) * self.blocks
@@ -87,6 +99,8 @@ class DynamicsConfig:
             raise ValueError(f"sched_sampling must be in [0, 1], got {self.sched_sampling}")
         if not 0 <= self.flip_prob < 1:
             raise ValueError(f"flip_prob must be in [0, 1), got {self.flip_prob}")
+        if self.context < 0 or not 2 <= self.context_rows <= 56:
+            raise ValueError(f"context must be >= 0 and context_rows 2-56, got {self.context}, {self.context_rows}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,7 +145,11 @@ class SpatialAdaGN(nn.Module):
         nn.init.zeros_(self.to_scale_shift.weight)
         nn.init.zeros_(self.to_scale_shift.bias)
 
-    def forward(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, a: torch.Tensor, scale_shift: torch.Tensor | None = None) -> torch.Tensor:
+        """`scale_shift`: (1 + scale, shift) already computed from `a` (see `LatentCNN.ada_inputs`)."""
+        if scale_shift is not None:
+            scale1, shift = scale_shift.chunk(2, dim=1)
+            return torch.addcmul(shift, self.norm(h), scale1)
         scale, shift = self.to_scale_shift(a).chunk(2, dim=1)  # (B, C, 56, 56) each
         return self.norm(h) * (1 + scale) + shift
 
@@ -144,9 +162,10 @@ class AdaBlock(nn.Module):
         self.norm2 = SpatialAdaGN(c.hidden, c.action_features, c.groups, c.ada_kernel, c.norm)
         self.conv2 = nn.Conv2d(c.hidden, c.hidden, 3, padding=1)
 
-    def forward(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        r = self.conv1(F.silu(self.norm1(h, a)))
-        r = self.conv2(F.silu(self.norm2(r, a)))
+    def forward(self, h: torch.Tensor, a: torch.Tensor, scale_shift: tuple | None = None) -> torch.Tensor:
+        ss1, ss2 = scale_shift or (None, None)
+        r = self.conv1(F.silu(self.norm1(h, a, ss1)))
+        r = self.conv2(F.silu(self.norm2(r, a, ss2)))
         return h + r
 
 
@@ -155,11 +174,20 @@ class LatentCNN(nn.Module):
         super().__init__()
         c = self.config = config or DynamicsConfig()
         self.z_in = nn.Conv2d(c.latent_channels, c.hidden, 3, padding=1)
-        self.a_in = nn.Conv2d(ACTION_CHANNELS, c.hidden, 3, padding=1)
+        self.a_in = nn.Conv2d(self.action_channels, c.hidden, 3, padding=1)
         self.a_features = nn.Sequential(
-            nn.Conv2d(ACTION_CHANNELS, c.action_features, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(self.action_channels, c.action_features, 3, padding=1), nn.SiLU(),
             nn.Conv2d(c.action_features, c.action_features, 3, padding=1), nn.SiLU(),
         )
+        if c.context:
+            # The toolbar strip (tool, colour, brush size: global state that a stroke far below it
+            # needs, out of reach of the convolutions) -> one vector, added to every position.
+            rows = (c.context_rows + 1) // 2  # after the stride-2 conv
+            self.context_net = nn.Sequential(
+                nn.Conv2d(c.latent_channels, 16, 3, stride=2, padding=1), nn.SiLU(),
+                nn.Flatten(), nn.Linear(16 * rows * 28, c.context), nn.SiLU(),
+                nn.Linear(c.context, c.hidden + c.action_features),
+            )
         self.blocks = nn.ModuleList(AdaBlock(c, d) for d in c.dilations)
         self.out_norm = make_norm(c.norm, c.groups, c.hidden)
         outputs = c.latent_channels * (c.levels if c.head == "levels" else 1)
@@ -174,6 +202,20 @@ class LatentCNN(nn.Module):
         self.register_buffer("z_std", torch.ones(c.latent_channels))
         self.block_norms: list[float] = []  # per-block activation RMS of the last forward (viewer)
         self.progress = 1.0  # share of training done (set by the training loop): drives scheduled sampling
+
+    @property
+    def action_channels(self) -> int:
+        from infinipaint.actions import GEOMETRY_CHANNELS
+
+        return ACTION_CHANNELS + (GEOMETRY_CHANNELS if self.config.geometry else 0)
+
+    def action_input(self, prev: torch.Tensor, next: torch.Tensor) -> torch.Tensor:
+        """The action planes this net reads for the transition prev -> next ((B, 3) each):
+        (B, action_channels, 56, 56) = `pair_planes` (+ `stroke_geometry` with `geometry`)."""
+        from infinipaint.actions import pair_planes, stroke_geometry
+
+        planes = pair_planes(prev, next)
+        return torch.cat([planes, stroke_geometry(prev, next)], dim=1) if self.config.geometry else planes
 
     def set_progress(self, progress: float) -> None:
         self.progress = float(progress)
@@ -215,27 +257,62 @@ class LatentCNN(nn.Module):
             return from_codes(logits.argmax(dim=-1), self.config.levels)
         return self.denormalize(zn + self(zn, planes).float())
 
-    def level_logits(self, z: torch.Tensor, zn: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+    def level_logits(self, z: torch.Tensor, zn: torch.Tensor, planes: torch.Tensor,
+                     toolbar: torch.Tensor | None = None) -> torch.Tensor:
         """Head "levels": logits (B, C, L, 56, 56) of the next value of each channel, from the raw
-        latent z (its current codes get the keep bias) and its normalised zn (the net's input)."""
+        latent z (its current codes get the keep bias) and its normalised zn (the net's input);
+        `toolbar` as in `forward`."""
         from .vae import to_codes
 
         b, c, h, w = z.shape
-        logits = self(zn, planes).float().view(b, c, self.config.levels, h, w)
+        logits = self(zn, planes, toolbar).float().view(b, c, self.config.levels, h, w)
         current = to_codes(z, self.config.levels).unsqueeze(2)  # (B, C, 1, H, W)
         return logits.scatter_add(2, current, self.keep_bias.expand(current.shape))
 
-    def forward(self, z: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+    def toolbar_context(self, toolbar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden, action-feature) biases (B, hidden, 1, 1), (B, action_features, 1, 1) from the
+        normalised toolbar strip (B, C, context_rows, 56): what is selected, for every position."""
+        rows = self.config.context_rows
+        if toolbar.shape[-2:] != (rows, 56):
+            raise ValueError(f"toolbar strip must be (B, C, {rows}, 56), got {tuple(toolbar.shape)}")
+        g = self.context_net(toolbar)[:, :, None, None]
+        return g[:, : self.config.hidden], g[:, self.config.hidden :]
+
+    def forward(self, z: torch.Tensor, planes: torch.Tensor, toolbar: torch.Tensor | None = None) -> torch.Tensor:
         """The delta of a normalised latent z (B, C, 56, 56) under action planes (B, 4, 56, 56);
-        head "levels": (B, C * L, 56, 56) logits, without the keep bias (see `level_logits`)."""
+        head "levels": (B, C * L, 56, 56) logits, without the keep bias (see `level_logits`).
+
+        With `context`, `toolbar` is the normalised toolbar strip of the whole latent (B, C,
+        context_rows, 56); None takes it from z, which must then be the whole latent (training on
+        crops passes it)."""
         h = self.z_in(z) + self.a_in(planes)  # (B, hidden, 56, 56)
-        a = self.a_features(planes)  # (B, action_features, 56, 56)
+        if self.config.context:
+            if toolbar is None:
+                toolbar = z[:, :, : self.config.context_rows]
+            g_h, g_a = self.toolbar_context(toolbar)
+            h = h + g_h
+            a = F.silu(self.a_features[:-1](planes) + g_a)  # (B, action_features, 56, 56)
+        else:
+            a = self.a_features(planes)  # (B, action_features, 56, 56)
         norms = []
-        for block in self.blocks:
-            h = block(h, a)
+        # Inference: every AdaGN's scale/shift from one convolution (eight small ones cost more).
+        ada = self.ada_inputs(a) if not self.training else [None] * len(self.blocks)
+        for block, scale_shift in zip(self.blocks, ada):
+            h = block(h, a, scale_shift)
             norms.append(h.detach().float().pow(2).mean().sqrt())
         self.block_norms = [float(n) for n in norms] if not self.training else []
         return self.head(F.silu(self.out_norm(h)))  # (B, C, 56, 56)
+
+    def ada_inputs(self, a: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per block, the (1 + scale, shift) inputs of its two AdaGNs, stacked (B, 2 * hidden, H, W),
+        computed by one convolution whose weights are those of all the AdaGNs side by side."""
+        convs = [n.to_scale_shift for b in self.blocks for n in (b.norm1, b.norm2)]
+        one = torch.ones(self.config.hidden, device=a.device)
+        bias = torch.cat([c.bias + torch.cat([one, torch.zeros_like(one)]) for c in convs])
+        k = convs[0].kernel_size[0]
+        out = F.conv2d(a, torch.cat([c.weight for c in convs]), bias, padding=k // 2)
+        parts = out.chunk(len(convs), dim=1)
+        return [(parts[2 * i], parts[2 * i + 1]) for i in range(len(self.blocks))]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -270,18 +347,20 @@ class LatentCNN(nn.Module):
         b, t = zs.shape[:2]
         return self.normalize(zs.flatten(0, 1)).unflatten(0, (b, t))
 
-    def windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+    def windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], list, int]:
         """(latents (B, K+1, C, h, w), action planes for each of the k trained transitions
-        [(B, 4, h, w)], k) of a batch; with `train_crop` > 0, h = w = train_crop cells around the
-        cursor's path over the window (the changes are there), each sample cropped on its own."""
-        from infinipaint.actions import pair_planes
-
+        [(B, 4, h, w)], the true raw toolbar strips of their inputs [(B, C, context_rows, 56)]
+        (or [None] * k without `context`), k) of a batch; with `train_crop` > 0, h = w = train_crop
+        cells around the cursor's path over the window (the changes are there), each sample
+        cropped on its own."""
         z, actions = batch["z"], batch["actions"]
         k = min(self.config.unroll, actions.shape[1] - 1)
-        planes = [pair_planes(actions[:, t], actions[:, t + 1]).to(z.dtype) for t in range(k)]
+        planes = [self.action_input(actions[:, t], actions[:, t + 1]).to(z.dtype) for t in range(k)]
+        rows = self.config.context_rows
+        toolbars = [z[:, t, :, :rows] if self.config.context else None for t in range(k)]
         size, full = self.config.train_crop, z.shape[-1]
         if size == 0 or size >= full:
-            return z, planes, k
+            return z, planes, toolbars, k
         centre = actions[:, 1 : k + 1, :2].float().mean(dim=1) * full / 224.0  # (B, 2) latent x, y
         centre = centre + torch.randn_like(centre) * size / 6  # vary where the cursor sits in the crop
         anywhere = torch.rand(centre.shape[0], device=centre.device) < 0.25  # and some crops far from it
@@ -292,7 +371,7 @@ class LatentCNN(nn.Module):
         def crop(t: torch.Tensor) -> torch.Tensor:
             return torch.stack([t[i, ..., y : y + size, x : x + size] for i, (x, y) in enumerate(zip(x0, y0))])
 
-        return crop(z), [crop(p) for p in planes], k
+        return crop(z), [crop(p) for p in planes], toolbars, k
 
     def balanced_ce(self, logits: torch.Tensor, target: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Head "levels": cross-entropy per position (mean over channels), averaged over changed and
@@ -311,7 +390,7 @@ class LatentCNN(nn.Module):
         from .vae import from_codes, to_codes
 
         levels = self.config.levels
-        zs, all_planes, k = self.windows(batch)
+        zs, all_planes, toolbars, k = self.windows(batch)
         codes = to_codes(zs, levels)  # (B, K+1, C, H, W)
         values = from_codes(torch.arange(levels, device=codes.device), levels).view(1, 1, levels, 1, 1)
         z = from_codes(codes[:, 0], levels)
@@ -325,7 +404,8 @@ class LatentCNN(nn.Module):
                 noisy = (z + flip * sign * 2 / (levels - 1)).clamp(-1, 1)
             else:
                 noisy = z
-            logits = self.level_logits(noisy.detach(), self.normalize(noisy), planes)
+            toolbar = None if toolbars[t] is None else self.normalize(toolbars[t].float())
+            logits = self.level_logits(noisy.detach(), self.normalize(noisy), planes, toolbar)
             target = codes[:, t + 1]
             loss_t, logs_t = self.balanced_ce(logits, target, (target != codes[:, t]).any(dim=1, keepdim=True))
             total = total + loss_t / k
@@ -348,7 +428,7 @@ class LatentCNN(nn.Module):
         """
         if self.config.head == "levels":
             return self.loss_levels(batch)
-        raw, all_planes, k = self.windows(batch)
+        raw, all_planes, toolbars, k = self.windows(batch)
         zs = self.normalize_seq(raw.float())
         z = zs[:, 0]
         total = torch.zeros((), device=zs.device)
@@ -356,7 +436,8 @@ class LatentCNN(nn.Module):
         for t in range(k):
             planes = all_planes[t].to(zs.dtype)  # (B, 4, h, w)
             noisy = z + self.config.noise_std * torch.randn_like(z)
-            pred = noisy + self(noisy, planes).float()
+            toolbar = None if toolbars[t] is None else self.normalize(toolbars[t].float())
+            pred = noisy + self(noisy, planes, toolbar).float()
             target = zs[:, t + 1]
             loss_t, logs_t = self.balanced_l1(pred, target, self.changed_mask(zs[:, t], target))
             total = total + loss_t / k

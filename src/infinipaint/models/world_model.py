@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from infinipaint.actions import RESET_ACTION, pair_planes
+from infinipaint.actions import RESET_ACTION
 from infinipaint.errors import CheckpointError
 from infinipaint.minipaint import SCREEN, validate_action
 
@@ -129,7 +129,7 @@ class WorldModel:
     @torch.no_grad()
     def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One latent step for a batch: z (B, C, 56, 56), prev/action (B, 3) -> next z (float32)."""
-        planes = pair_planes(prev.to(self.device), action.to(self.device))  # (B, 4, 56, 56)
+        planes = self.dynamics.action_input(prev.to(self.device), action.to(self.device))  # (B, 4[+16], 56, 56)
         with self._autocast():
             return self.dynamics.step(z, planes.contiguous(memory_format=torch.channels_last)).float()
 
