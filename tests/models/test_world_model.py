@@ -142,3 +142,30 @@ def test_step_decodes_only_around_the_changed_cells(wm_dir, bf16):
     assert np.array_equal(wm._redraw(z, z.clone()), wm.frame) and not shapes  # nothing changed: no decode
     wide = z + 0.1  # every cell changed: one whole decode
     assert np.array_equal(wm._redraw(z, wide), full_decode(wide)[0]) and shapes == [(56, 56)]
+
+
+def test_the_dynamics_runs_on_a_window_around_the_cursor():
+    from infinipaint.models.dynamics import DynamicsConfig
+
+    torch.manual_seed(0)
+    vae = VAE(VAE_PRESETS["tiny"])
+    dyn = LatentCNN(DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
+                                   train_crop=16, context=8))
+    torch.nn.init.normal_(dyn.head.weight, std=0.05)
+    assert WorldModel(vae, dyn, bf16=False).window == 16  # the crop it was trained on
+    windowed, whole = WorldModel(vae, dyn, bf16=False), WorldModel(vae, dyn, bf16=False, window=0)
+    z = torch.randn(2, 16, 56, 56)
+    prev, act = torch.tensor([[100, 120, 1], [20, 10, 0]]), torch.tensor([[108, 128, 1], [24, 12, 1]])
+    out, ref = windowed.advance(z, prev, act), whole.advance(z, prev, act)
+    # sample 0 (canvas): the 16x16 window centred between the cursors (latent (26, 31)) changes ...
+    changed = (out[0] != z[0]).any(dim=0)
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    assert changed.any() and ys.min() >= 23 and ys.max() < 39 and xs.min() >= 18 and xs.max() < 34
+    # ... as the net computes it on that window given the whole map's toolbar strip
+    with torch.no_grad():
+        crop = dyn.step(z[:1, :, 23:39, 18:34], dyn.action_input(prev[:1], act[:1])[..., 23:39, 18:34], z[:1, :, :8])
+    assert torch.allclose(out[0, :, 23:39, 18:34], crop[0])
+    # sample 1 (a click in the toolbar): the whole map, as without windows
+    assert torch.allclose(out[1], ref[1], atol=1e-5) and not torch.allclose(out[0], ref[0], atol=1e-5)
+    with pytest.raises(ValueError, match="window"):
+        WorldModel(vae, dyn, window=57)

@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    p.add_argument("--window", type=int, default=None, metavar="CELLS",
+                   help="dynamics window around the cursor (default: the model's training crop; 0: whole map)")
     p.add_argument("--out", help="also write DIR/bench.json")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=bench)
@@ -71,6 +73,9 @@ def _runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp32", action="store_true", help="run the model without bf16 autocast")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--window", type=int, default=None, metavar="CELLS",
+                   help="run the dynamics on a window of CELLS latent cells around the cursor "
+                        "(default: the crop the model was trained on; 0: the whole map)")
 
 
 def _set_threads(n: int) -> None:
@@ -90,7 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_many(args.model, args.data, out=args.out, compare=args.compare, episodes=args.episodes,
                             split=args.split, max_steps=args.max_steps, ceiling_every=args.ceiling_every,
                             strip_episodes=args.strip_episodes, strip_steps=args.strip_steps,
-                            device=args.device, bf16=not args.fp32, progress=not args.quiet)
+                            device=args.device, bf16=not args.fp32, progress=not args.quiet, window=args.window)
     for m in results:
         print(f"{m['model'].get('label', '?')}:")
         for what, _, _, value in comparison_rows(m)[:7]:
@@ -104,7 +109,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     m = rollout(args.model, args.actions, out=args.out, raw=args.raw, start=args.start, save_frames=args.save_frames,
-                device=args.device, bf16=not args.fp32, progress=not args.quiet)
+                device=args.device, bf16=not args.fp32, progress=not args.quiet, window=args.window)
     n = len(m["steps"])
     print(f"{n} steps: SSIM step 1 {m['ssim'][0]:.4f}, last {m['ssim'][-1]:.4f}; PSNR step 1 {m['psnr'][0]:.1f} dB, "
           f"last {m['psnr'][-1]:.1f} dB; exact share last {m['exact_share'][-1]:.3f}; written to {args.out}")
@@ -155,7 +160,7 @@ def _bench_model(args: argparse.Namespace, device):
     from .evaluate import load_model
 
     if args.model:
-        return load_model(args.model, str(device), bf16=not args.fp32), f"model {args.model}"
+        return load_model(args.model, str(device), bf16=not args.fp32, window=args.window), f"model {args.model}"
     wm = WorldModel(VAE(VAE_PRESETS[args.preset]), LatentCNN(DYNAMICS_PRESETS[args.preset]), device=device,
                     bf16=not args.fp32)
     return wm, f"untrained {args.preset} preset (architecture only)"

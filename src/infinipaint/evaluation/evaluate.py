@@ -91,17 +91,19 @@ def pick_device(name: str) -> str:
     return name
 
 
-def load_model(model_dir: str | Path, device: str = "auto", bf16: bool = True):
+def load_model(model_dir: str | Path, device: str = "auto", bf16: bool = True, window: int | None = None):
+    """A WorldModel; `window`: cells of the dynamics window (None: the model's own, 0: whole map)."""
     from infinipaint.models.world_model import WorldModel
 
     check_model_dir(model_dir)
-    return WorldModel.load(model_dir, device=pick_device(device), bf16=bf16)
+    return WorldModel.load(model_dir, device=pick_device(device), bf16=bf16, window=window)
 
 
 def model_info(model_dir: str | Path, wm: Any) -> dict[str, Any]:
     from infinipaint.models.checkpoint import read_info
 
-    info: dict[str, Any] = {"dir": str(model_dir), "device": str(wm.device), "bf16": bool(wm.bf16)}
+    info: dict[str, Any] = {"dir": str(model_dir), "device": str(wm.device), "bf16": bool(wm.bf16),
+                            "window": int(wm.window)}
     for name in ("vae", "dynamics"):
         i = read_info(model_dir, name)
         info[name] = {"config": i["config"], "sha256": i["weights"]["sha256"], "meta": i.get("meta", {})}
@@ -183,12 +185,13 @@ def dataset_episodes(data_dir: str | Path, episodes: int = 20, split: str = "tes
 def evaluate(model_dir: str | Path, data_dir: str | Path, episodes: int = 20, out: str | Path = "eval",
              split: str = "test", max_steps: int | None = None, ceiling_every: int = 1,
              strip_episodes: int = 3, strip_steps: Sequence[int] | None = None, device: str = "auto",
-             bf16: bool = True, progress: bool = True, label: str | None = None) -> dict[str, Any]:
+             bf16: bool = True, progress: bool = True, label: str | None = None,
+             window: int | None = None) -> dict[str, Any]:
     """Evaluate one world model on held-out episodes; write metrics.json, plots, strips, GIF and
     report.md to `out`; return the metrics. On KeyboardInterrupt, write what was scored, re-raise."""
     from . import report
 
-    wm = load_model(model_dir, device, bf16)
+    wm = load_model(model_dir, device, bf16, window)
     eps = dataset_episodes(data_dir, episodes, split, max_steps)
     tracker = Tracker(eps.lengths)
     keep = Keep.plan(eps.lengths, strip_episodes, strip_steps)

@@ -246,16 +246,19 @@ class LatentCNN(nn.Module):
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.z_std.view(1, -1, 1, 1) + self.z_mean.view(1, -1, 1, 1)
 
-    def step(self, z: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
-        """Next raw latent for raw (VAE-scale) latents: z + delta, or (levels) the most likely values."""
+    def step(self, z: torch.Tensor, planes: torch.Tensor, toolbar: torch.Tensor | None = None) -> torch.Tensor:
+        """Next raw latent for raw (VAE-scale) latents: z + delta, or (levels) the most likely values.
+        z may be a window of the map if `toolbar`, the whole map's raw toolbar strip, is given."""
         zn = self.normalize(z.float())
+        if toolbar is not None and self.config.context:
+            toolbar = self.normalize(toolbar.float())
         if self.config.head == "levels":
             from .vae import from_codes
 
             # argmax over a contiguous last dim: over dim 2 of the (B, C, L, H, W) logits it is ~10x slower
-            logits = self.level_logits(z, zn, planes).movedim(2, -1).contiguous()
+            logits = self.level_logits(z, zn, planes, toolbar).movedim(2, -1).contiguous()
             return from_codes(logits.argmax(dim=-1), self.config.levels)
-        return self.denormalize(zn + self(zn, planes).float())
+        return self.denormalize(zn + self(zn, planes, toolbar).float())
 
     def level_logits(self, z: torch.Tensor, zn: torch.Tensor, planes: torch.Tensor,
                      toolbar: torch.Tensor | None = None) -> torch.Tensor:

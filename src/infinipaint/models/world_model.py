@@ -61,8 +61,12 @@ def _as_action_tensor(actions: np.ndarray | Sequence, ndim: int) -> torch.Tensor
     return torch.from_numpy(a.astype(np.int64))
 
 
+WINDOW_BELOW = 64  # px: with both cursors at least this far down, the dynamics may run on a window
+
+
 class WorldModel:
-    def __init__(self, vae: VAE, dynamics: LatentCNN, device: str | torch.device = "cpu", bf16: bool = True) -> None:
+    def __init__(self, vae: VAE, dynamics: LatentCNN, device: str | torch.device = "cpu", bf16: bool = True,
+                 window: int | None = None) -> None:
         if vae.config.latent_channels != dynamics.config.latent_channels:
             raise CheckpointError(f"VAE has {vae.config.latent_channels} latent channels, the dynamics network "
                                   f"{dynamics.config.latent_channels}: they do not belong together")
@@ -75,6 +79,11 @@ class WorldModel:
         self.vae = vae.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).to(memory_format=torch.channels_last).eval()
         self.bf16 = bf16
+        # The dynamics network runs on a window of `window` cells around the cursor (a net trained on
+        # crops: the size it was trained on), not the whole map; see `advance`. 0: whole map.
+        self.window = dynamics.config.train_crop if window is None else int(window)
+        if not 0 <= self.window <= 56:
+            raise ValueError(f"window must be 0 (whole map) or 1-56 cells, got {self.window}")
         self.latent: torch.Tensor | None = None  # (1, C, 56, 56), float32
         self.frame: np.ndarray | None = None  # the decoded latent (224, 224, 3)
         self.decode_radius = self.vae.decode_radius()  # None: always decode whole frames
@@ -82,7 +91,8 @@ class WorldModel:
         self.prev_action: tuple[int, int, int] = RESET_ACTION
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool = True) -> "WorldModel":
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool = True,
+             window: int | None = None) -> "WorldModel":
         """Rebuild from `DIR/vae.*` and `DIR/dynamics.*`; refuses a pair that was not trained together."""
         directory = Path(directory)
         if not directory.is_dir():
@@ -100,7 +110,7 @@ class WorldModel:
         elif meta.get("vae_sha256") is not None and meta["vae_sha256"] != vae_info["weights"]["sha256"]:
             raise CheckpointError(f"{directory}: dynamics.safetensors was trained on a different VAE "
                                   f"(sha256 {meta['vae_sha256'][:12]}…, this one is {vae_info['weights']['sha256'][:12]}…)")
-        return cls(vae, load_dynamics(directory), device=device, bf16=bf16)
+        return cls(vae, load_dynamics(directory), device=device, bf16=bf16, window=window)
 
     # ------------------------------------------------------------------------------ internals
     def _autocast(self):
@@ -129,9 +139,31 @@ class WorldModel:
     @torch.no_grad()
     def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One latent step for a batch: z (B, C, 56, 56), prev/action (B, 3) -> next z (float32)."""
-        planes = self.dynamics.action_input(prev.to(self.device), action.to(self.device))  # (B, 4[+16], 56, 56)
+        prev, action = prev.to(self.device), action.to(self.device)
+        planes = self.dynamics.action_input(prev, action).contiguous(memory_format=torch.channels_last)
+        n, w = z.shape[-1], self.window
+        # Windows: only where both cursors are well below the toolbar (a click there changes cells
+        # far apart: the old and the new selection); the toolbar's state reaches the window through
+        # the context vector. A step moves the cursor at most MAX_STEP (12 px, 3 cells) and paints
+        # within the brush radius (<= 10 px) of it, well inside the window.
+        windowed = (torch.minimum(prev[:, 1], action[:, 1]) >= WINDOW_BELOW) if 0 < w < n else None
         with self._autocast():
-            return self.dynamics.step(z, planes.contiguous(memory_format=torch.channels_last)).float()
+            if windowed is None or not windowed.any():
+                return self.dynamics.step(z, planes).float()
+            out = z.float().clone()
+            whole = (~windowed).nonzero()[:, 0]
+            if len(whole):
+                out[whole] = self.dynamics.step(z[whole], planes[whole]).float()
+            idx = windowed.nonzero()[:, 0]
+            centre = (prev[idx, :2] + action[idx, :2]).float() / (2 * SCREEN / n)  # latent (x, y)
+            x0 = (centre[:, 0] - w / 2).round().clamp(0, n - w).long().tolist()
+            y0 = (centre[:, 1] - w / 2).round().clamp(0, n - w).long().tolist()
+            crop = lambda t: torch.stack([t[i, :, y : y + w, x : x + w] for i, x, y in zip(idx.tolist(), x0, y0)])
+            rows = self.dynamics.config.context_rows
+            pred = self.dynamics.step(crop(z), crop(planes), z[idx, :, :rows]).float()
+            for k, (i, x, y) in enumerate(zip(idx.tolist(), x0, y0)):
+                out[i, :, y : y + w, x : x + w] = pred[k]
+            return out
 
     # -------------------------------------------------------------------------- interactive
     def reset(self, frame: np.ndarray) -> np.ndarray:
