@@ -75,6 +75,15 @@ def bench_frames(n: int = 64, seed: int = 12345) -> tuple[np.ndarray, np.ndarray
     return ep.frames[start : start + n].copy(), ep.actions[start : start + n].astype(np.int64)
 
 
+def bench_stream(seed: int = 12345) -> np.ndarray:
+    """The steps (T, 3) of a whole agent episode: the per-step timings cycle through them, so their
+    medians weigh canvas strokes, hovers and toolbar clicks as the agents do (a window of 64 steps
+    can be all toolbar)."""
+    from infinipaint.data.agents import record_episode
+
+    return record_episode(seed, 0).actions.astype(np.int64)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -94,17 +103,21 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, device: torch.d
 
 
 def bench_world_model(wm: Any, frames: np.ndarray, actions: np.ndarray, batch: int = 16, repeats: int = 20,
-                      warmup: int = 3) -> dict[str, Any]:
-    """Latency of each stage at batch 1 and throughput of advance + decode at `batch`."""
+                      warmup: int = 3, stream: np.ndarray | None = None) -> dict[str, Any]:
+    """Latency of each stage at batch 1 and throughput of advance + decode at `batch`; the dynamics
+    and full-step timings cycle through the steps of `stream` (default: `actions`)."""
     dev = wm.device
     z1 = wm.encode(frames[:1])
-    prev1, act1 = torch.from_numpy(actions[:1]), torch.from_numpy(actions[1:2])
+    stream = actions if stream is None else stream
+    # consecutive steps (the window the dynamics runs on follows the cursor)
+    pairs = [(torch.from_numpy(stream[k : k + 1]), torch.from_numpy(stream[k + 1 : k + 2]))
+             for k in range(len(stream) - 1)]
     wm.reset(frames[0])
-    i = iter(range(1 << 30))
-    step_actions = [tuple(int(v) for v in a) for a in actions[1:]]
+    i, j = iter(range(1 << 30)), iter(range(1 << 30))
+    step_actions = [tuple(int(v) for v in a) for a in stream[1:]]
     out: dict[str, Any] = {
         "encode": time_calls(lambda: wm.encode(frames[:1]), repeats, warmup, dev),
-        "dynamics": time_calls(lambda: wm.advance(z1, prev1, act1), repeats, warmup, dev),
+        "dynamics": time_calls(lambda: wm.advance(z1, *pairs[next(j) % len(pairs)]), repeats, warmup, dev),
         "decode": time_calls(lambda: wm.decode(z1), repeats, warmup, dev),
         "full_step": time_calls(lambda: wm.step(step_actions[next(i) % len(step_actions)]), repeats, warmup, dev),
     }

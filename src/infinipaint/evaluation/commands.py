@@ -131,7 +131,8 @@ def bench(args: argparse.Namespace) -> int:
     if args.target != "minipaint":
         wm, source = _bench_model(args, device)
         frames, actions = b.bench_frames()
-        results["world_model"] = {"source": source, **b.bench_world_model(wm, frames, actions, args.batch, args.repeats)}
+        results["world_model"] = {"source": source, **b.bench_world_model(wm, frames, actions, args.batch, args.repeats,
+                                                                          stream=b.bench_stream())}
         results["ratios_vs_minipaint"] = b.ratios(results["minipaint_step"], results["world_model"])
         if args.target == "all":
             from infinipaint.training.config import TRAIN_PRESETS

@@ -158,7 +158,10 @@ class WorldModel:
             centre = (prev[idx, :2] + action[idx, :2]).float() / (2 * SCREEN / n)  # latent (x, y)
             x0 = (centre[:, 0] - w / 2).round().clamp(0, n - w).long().tolist()
             y0 = (centre[:, 1] - w / 2).round().clamp(0, n - w).long().tolist()
-            crop = lambda t: torch.stack([t[i, :, y : y + w, x : x + w] for i, x, y in zip(idx.tolist(), x0, y0)])
+            def crop(t: torch.Tensor) -> torch.Tensor:
+                parts = [t[i, :, y : y + w, x : x + w] for i, x, y in zip(idx.tolist(), x0, y0)]
+                return torch.stack(parts).contiguous(memory_format=torch.channels_last)
+
             rows = self.dynamics.config.context_rows
             pred = self.dynamics.step(crop(z), crop(planes), z[idx, :, :rows]).float()
             for k, (i, x, y) in enumerate(zip(idx.tolist(), x0, y0)):
