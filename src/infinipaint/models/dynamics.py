@@ -27,7 +27,7 @@ Its loss is the balanced cross-entropy (mean over changed positions and over unc
 averaged); its input noise flips a share `flip_prob` of the codes by one level; unrolled steps feed
 the hard prediction back with the gradient of the soft one (straight-through).
 
-Two inputs beyond the write-up's, both off by default and on in the shipped `cpu` weights:
+Two inputs beyond the write-up's, off by default (`context` is on in the `cpu` preset and weights):
 - `context`: the toolbar strip (tool, colour, brush size) -> one vector added to every position.
   The convolutions see ~21 cells around a position; a stroke at the bottom of the canvas is 40
   cells from the colour swatches, so without it a new stroke's colour, tool and size are guesses.
@@ -108,9 +108,9 @@ class DynamicsConfig:
 
 DYNAMICS_PRESETS: dict[str, DynamicsConfig] = {
     "tiny": DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4),
-    "cpu": DynamicsConfig(preset="cpu", hidden=64, blocks=4, action_features=32, groups=8,
+    "cpu": DynamicsConfig(preset="cpu", hidden=48, blocks=4, action_features=32, groups=8,
                           dilations=(1, 2, 4, 8), ada_kernel=1, norm="channel", train_crop=32, unroll=4,
-                          sched_sampling=0.3),
+                          sched_sampling=0.3, context=64),
     "paper": DynamicsConfig(preset="paper", hidden=256, blocks=4, action_features=64, groups=32),
 }
 
