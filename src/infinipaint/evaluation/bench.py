@@ -25,6 +25,7 @@ before trusting a number.
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from typing import Any, Callable, Sequence
@@ -68,9 +69,7 @@ def bench_minipaint(episodes: int = 4, repeats: int = 3) -> dict[str, float]:
 def bench_frames(n: int = 64, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
     """n consecutive real Minipaint frames from the middle of an agent episode, and their steps
     (n, 3) (row i produced frame i)."""
-    from infinipaint.data.agents import record_episode
-
-    ep = record_episode(seed, 0)
+    ep = _episode(seed)
     start = max(0, (len(ep.frames) - n) // 2)
     return ep.frames[start : start + n].copy(), ep.actions[start : start + n].astype(np.int64)
 
@@ -79,9 +78,15 @@ def bench_stream(seed: int = 12345) -> np.ndarray:
     """The steps (T, 3) of a whole agent episode: the per-step timings cycle through them, so their
     medians weigh canvas strokes, hovers and toolbar clicks as the agents do (a window of 64 steps
     can be all toolbar)."""
+    return _episode(seed).actions.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=2)
+def _episode(seed: int):
+    """One agent episode, recorded once for `bench_frames` and `bench_stream`."""
     from infinipaint.data.agents import record_episode
 
-    return record_episode(seed, 0).actions.astype(np.int64)
+    return record_episode(seed, 0)
 
 
 def _sync(device: torch.device) -> None:

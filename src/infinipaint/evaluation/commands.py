@@ -61,8 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    p.add_argument("--window", type=int, default=None, metavar="CELLS",
-                   help="dynamics window around the cursor (default: the model's training crop; 0: whole map)")
+    _window(p)
     p.add_argument("--out", help="also write DIR/bench.json")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=bench)
@@ -73,6 +72,10 @@ def _runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp32", action="store_true", help="run the model without bf16 autocast")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _window(p)
+
+
+def _window(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=None, metavar="CELLS",
                    help="run the dynamics on a window of CELLS latent cells around the cursor "
                         "(default: the crop the model was trained on; 0: the whole map)")

@@ -352,15 +352,15 @@ class LatentCNN(nn.Module):
 
     def windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], list, int]:
         """(latents (B, K+1, C, h, w), action planes for each of the k trained transitions
-        [(B, 4, h, w)], the true raw toolbar strips of their inputs [(B, C, context_rows, 56)]
-        (or [None] * k without `context`), k) of a batch; with `train_crop` > 0, h = w = train_crop
+        [(B, 4, h, w)], the true toolbar strips of their inputs, normalised, [(B, C, context_rows,
+        56)] (or [None] * k without `context`), k) of a batch; with `train_crop` > 0, h = w = train_crop
         cells around the cursor's path over the window (the changes are there), each sample
         cropped on its own."""
         z, actions = batch["z"], batch["actions"]
         k = min(self.config.unroll, actions.shape[1] - 1)
         planes = [self.action_input(actions[:, t], actions[:, t + 1]).to(z.dtype) for t in range(k)]
         rows = self.config.context_rows
-        toolbars = [z[:, t, :, :rows] if self.config.context else None for t in range(k)]
+        toolbars = [self.normalize(z[:, t, :, :rows].float()) if self.config.context else None for t in range(k)]
         size, full = self.config.train_crop, z.shape[-1]
         if size == 0 or size >= full:
             return z, planes, toolbars, k
@@ -407,8 +407,7 @@ class LatentCNN(nn.Module):
                 noisy = (z + flip * sign * 2 / (levels - 1)).clamp(-1, 1)
             else:
                 noisy = z
-            toolbar = None if toolbars[t] is None else self.normalize(toolbars[t].float())
-            logits = self.level_logits(noisy.detach(), self.normalize(noisy), planes, toolbar)
+            logits = self.level_logits(noisy.detach(), self.normalize(noisy), planes, toolbars[t])
             target = codes[:, t + 1]
             loss_t, logs_t = self.balanced_ce(logits, target, (target != codes[:, t]).any(dim=1, keepdim=True))
             total = total + loss_t / k
@@ -439,8 +438,7 @@ class LatentCNN(nn.Module):
         for t in range(k):
             planes = all_planes[t].to(zs.dtype)  # (B, 4, h, w)
             noisy = z + self.config.noise_std * torch.randn_like(z)
-            toolbar = None if toolbars[t] is None else self.normalize(toolbars[t].float())
-            pred = noisy + self(noisy, planes, toolbar).float()
+            pred = noisy + self(noisy, planes, toolbars[t]).float()
             target = zs[:, t + 1]
             loss_t, logs_t = self.balanced_l1(pred, target, self.changed_mask(zs[:, t], target))
             total = total + loss_t / k

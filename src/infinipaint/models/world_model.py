@@ -154,19 +154,26 @@ class WorldModel:
             whole = (~windowed).nonzero()[:, 0]
             if len(whole):
                 out[whole] = self.dynamics.step(z[whole], planes[whole]).float()
-            idx = windowed.nonzero()[:, 0]
-            centre = (prev[idx, :2] + action[idx, :2]).float() / (2 * SCREEN / n)  # latent (x, y)
-            x0 = (centre[:, 0] - w / 2).round().clamp(0, n - w).long().tolist()
-            y0 = (centre[:, 1] - w / 2).round().clamp(0, n - w).long().tolist()
-            def crop(t: torch.Tensor) -> torch.Tensor:
-                parts = [t[i, :, y : y + w, x : x + w] for i, x, y in zip(idx.tolist(), x0, y0)]
-                return torch.stack(parts).contiguous(memory_format=torch.channels_last)
-
-            rows = self.dynamics.config.context_rows
-            pred = self.dynamics.step(crop(z), crop(planes), z[idx, :, :rows]).float()
-            for k, (i, x, y) in enumerate(zip(idx.tolist(), x0, y0)):
-                out[i, :, y : y + w, x : x + w] = pred[k]
+            self._step_windows(z, planes, prev, action, windowed.nonzero()[:, 0].tolist(), out)
             return out
+
+    def _step_windows(self, z: torch.Tensor, planes: torch.Tensor, prev: torch.Tensor, action: torch.Tensor,
+                      idx: list[int], out: torch.Tensor) -> None:
+        """Samples `idx` of a batch: the dynamics on the window centred between their two cursors,
+        written into `out`; the toolbar strip comes from the whole map."""
+        n, w = z.shape[-1], self.window
+        centre = (prev[idx, :2] + action[idx, :2]).float() / (2 * SCREEN / n)  # latent (x, y)
+        x0 = (centre[:, 0] - w / 2).round().clamp(0, n - w).long().tolist()
+        y0 = (centre[:, 1] - w / 2).round().clamp(0, n - w).long().tolist()
+        boxes = list(zip(idx, y0, x0))
+
+        def crop(t: torch.Tensor) -> torch.Tensor:
+            parts = [t[i, :, y : y + w, x : x + w] for i, y, x in boxes]
+            return torch.stack(parts).contiguous(memory_format=torch.channels_last)
+
+        pred = self.dynamics.step(crop(z), crop(planes), z[idx, :, : self.dynamics.config.context_rows]).float()
+        for k, (i, y, x) in enumerate(boxes):
+            out[i, :, y : y + w, x : x + w] = pred[k]
 
     # -------------------------------------------------------------------------- interactive
     def reset(self, frame: np.ndarray) -> np.ndarray:
