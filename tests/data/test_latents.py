@@ -1,5 +1,9 @@
 """The latent cache: built once per VAE, windows within episodes, oversampling of rare steps."""
 
+import json
+import shutil
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -80,3 +84,63 @@ def test_oversampling_weights(cache):
         LatentTransitionDataset(path, k=1, oversample={"bogus": 2.0})
     with pytest.raises(DataError):
         LatentTransitionDataset(path.parent / "nope")
+
+
+@pytest.fixture(scope="module")
+def fsq_vae(tmp_path_factory):
+    torch.manual_seed(1)
+    vae_dir = tmp_path_factory.mktemp("fsq-vae")
+    vae_files.save(VAE(replace(VAE_PRESETS["tiny"], latent="fsq")), vae_dir)
+    return vae_dir
+
+
+class _CountingReads:
+    """Records which episodes' frames a cache build reads (i.e. encodes); optionally fails on one."""
+
+    def __init__(self, monkeypatch, fail_on: str | None = None) -> None:
+        self.keys: list[str] = []
+        original = DatasetReader.frames
+
+        def frames(reader, key, *args, **kwargs):
+            if key == fail_on:
+                raise KeyboardInterrupt  # the build is killed here
+            self.keys.append(key)
+            return original(reader, key, *args, **kwargs)
+
+        monkeypatch.setattr(DatasetReader, "frames", frames)
+
+
+def test_fsq_cache_stores_codes_and_reads_back_exact_values(small_dataset, fsq_vae):
+    path = build_latent_cache(small_dataset, fsq_vae, "train", bf16=False)
+    codes = np.load(path / "codes.npy", mmap_mode="r")
+    assert codes.dtype == np.uint8 and not (path / "z.npy").exists() and codes.max() < 5
+    reader = DatasetReader(small_dataset)
+    key = reader.keys("train")[0]
+    frames = torch.from_numpy(reader.frames(key, 0, 3)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        z = vae_files.load(fsq_vae).encode(frames)
+    got = LatentTransitionDataset(path, k=2)[0]["z"]
+    assert torch.equal(got, z)  # codes round-trip to the very FSQ values
+
+
+def test_killed_build_resumes_and_bigger_build_copies(small_dataset, fsq_vae, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data, ignore=shutil.ignore_patterns("latents"))
+    keys = DatasetReader(data).keys("train")
+    assert len(keys) >= 3
+    reference = np.load(build_latent_cache(small_dataset, fsq_vae, "train", bf16=False) / "codes.npy")
+
+    first = build_latent_cache(data, fsq_vae, "train", max_episodes=1, bf16=False)
+    with monkeypatch.context() as m:
+        reads = _CountingReads(m, fail_on=keys[2])
+        with pytest.raises(KeyboardInterrupt):
+            build_latent_cache(data, fsq_vae, "train", bf16=False)
+    assert reads.keys == [keys[1]]  # episode 0 copied from the one-episode cache, episode 1 encoded
+    assert (first / "index.json").exists()  # the finished cache is untouched by the killed build
+    with monkeypatch.context() as m:
+        reads = _CountingReads(m)
+        path = build_latent_cache(data, fsq_vae, "train", bf16=False)
+    assert reads.keys == keys[2:]  # resumed after the last episode written
+    assert path == first and json.loads((path / "index.json").read_text())["keys"] == keys
+    assert np.array_equal(np.load(path / "codes.npy"), reference)
+    assert not (path.parent / (path.name + ".tmp")).exists()

@@ -7,11 +7,13 @@
 
 The cache lives beside the data, keyed by the checksum of the VAE's encoder weights (the latent
 depends on nothing else), so a new encoder never reads a stale cache while a decoder retrained with
-`--freeze-encoder` keeps it: `DATA/latents/<encoder sha256[:16]>/<split>/` holds `z.npy` (float16
-(N, C, 56, 56), all frames of all episodes of the split back to back, memory-mapped when read),
+`--freeze-encoder` keeps it: `DATA/latents/<encoder sha256[:16]>/<split>/` holds the latents of
+all frames of all episodes of the split back to back, memory-mapped when read (`codes.npy`, uint8
+(N, C, 56, 56) FSQ codes, for an FSQ encoder; `z.npy`, float16, for a continuous one),
 `actions.npy` (int16 (N, 3)), `kinds.npy` (uint8 (N,), what each step did, as in data/agents.py
 KINDS) and `index.json` (episode keys and their first row). It is written into a temp folder and
-renamed when complete, so a killed build leaves nothing half-done behind.
+renamed when complete; a killed build resumes from the last episode it wrote, and a build of more
+episodes copies those a finished cache already holds.
 Windows follow the storage convention: `actions[0]` of a window is `a_prev` of its first transition.
 """
 
@@ -33,10 +35,37 @@ def cache_dir(data_root: str | Path, encoder_sha256: str, split: str) -> Path:
     return Path(data_root) / "latents" / encoder_sha256[:16] / split
 
 
+Z_FILE = {"float16": "z.npy", "fsq_codes": "codes.npy"}  # the latent array of each cache format
+PROGRESS = "progress.json"  # in the temp folder of a build under way: what is already written
+
+
+def _open_latents(folder: Path, index: dict, mode: str = "r") -> np.ndarray:
+    return np.load(folder / Z_FILE[index.get("format", "float16")], mmap_mode=mode)
+
+
+def _as_values(rows: np.ndarray, index: dict) -> np.ndarray:
+    """Cached rows as float32 latents (FSQ codes back to their values in [-1, 1])."""
+    if index.get("format", "float16") == "fsq_codes":
+        half = (index["levels"] - 1) / 2
+        return rows.astype(np.float32) / half - 1.0
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _as_stored(z: np.ndarray, index: dict) -> np.ndarray:
+    if index["format"] == "fsq_codes":
+        half = (index["levels"] - 1) / 2
+        return np.clip(np.rint(z.astype(np.float32) * half + half), 0, index["levels"] - 1).astype(np.uint8)
+    return z.astype(np.float16)
+
+
 @torch.no_grad()
 def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, max_episodes: int = 0,
                        batch: int = 32, device: str = "cpu", bf16: bool = True) -> Path:
-    """Encode every frame of `split` (the first `max_episodes` episodes if > 0); returns the cache dir."""
+    """Encode every frame of `split` (the first `max_episodes` episodes if > 0); returns the cache dir.
+
+    An FSQ encoder's latents are stored as uint8 codes (half of float16). The build resumes: a
+    killed one goes on from the last episode it wrote, and episodes already in a finished cache of
+    the same encoder (e.g. a smaller `max_episodes`) are copied, not encoded again."""
     from tqdm import tqdm
 
     from infinipaint.models import vae as vae_files
@@ -44,49 +73,91 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     vae = vae_files.load(vae_dir, map_location=device)
     sha = vae_files.encoder_sha256(vae)
     out = cache_dir(data_root, sha, split)
-    index_path = out / "index.json"
-    if index_path.exists():
-        index = json.loads(index_path.read_text())
-        if index["max_episodes"] == max_episodes:  # the same episodes: reuse
-            return out
-        shutil.rmtree(out)
     reader = DatasetReader(data_root)
     keys = reader.keys(split)[: max_episodes or None]
     if not keys:
         raise DataError(f"{data_root}: the {split} split is empty")
+    old = _read_index(out)
+    if old is not None and old["keys"] == keys:  # the same episodes: reuse
+        return out
+    fsq = vae.config.latent == "fsq"
     steps = [reader.steps(k) + 1 for k in keys]
     starts = np.concatenate([[0], np.cumsum(steps)]).tolist()
     c = vae.config.latent_channels
+    index = {"encoder_sha256": sha, "split": split, "keys": keys, "starts": starts, "max_episodes": max_episodes,
+             "latent_channels": c, "format": "fsq_codes" if fsq else "float16",
+             **({"levels": vae.config.fsq_levels} if fsq else {})}
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    z_all = np.lib.format.open_memmap(tmp / "z.npy", mode="w+", dtype=np.float16, shape=(starts[-1], c, 56, 56))
+    progress = _read_progress(tmp, index)
+    if progress is None:  # a fresh build
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        dtype = np.uint8 if fsq else np.float16
+        np.lib.format.open_memmap(tmp / Z_FILE[index["format"]], mode="w+", dtype=dtype, shape=(starts[-1], c, 56, 56))
+        progress = 0
+    z_all = _open_latents(tmp, index, mode="r+")
+    reuse = _reusable(out, old, keys)
+    bar = tqdm(total=starts[-1], initial=starts[progress], desc=f"encode {split} latents", unit="frame")
+    for e in range(progress, len(keys)):
+        start, stop = starts[e], starts[e + 1]
+        if keys[e] in reuse:  # copied from the finished cache of fewer episodes
+            src, old_z = reuse[keys[e]]
+            z_all[start:stop] = _as_stored(_as_values(old_z[src : src + stop - start], old), index)
+        else:
+            frames = reader.frames(keys[e])
+            for i in range(0, len(frames), batch):
+                x = torch.from_numpy(frames[i : i + batch]).to(device).permute(0, 3, 1, 2).float().div(255.0)
+                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                    z = vae.encode(x.contiguous(memory_format=torch.channels_last))
+                z_all[start + i : start + i + len(x)] = _as_stored(z.float().cpu().numpy(), index)
+        z_all.flush()
+        (tmp / PROGRESS).write_text(json.dumps({**index, "done": e + 1}))
+        bar.update(stop - start)
+    bar.close()
+    del z_all, reuse
     actions = np.zeros((starts[-1], 3), dtype=np.int16)
     kinds = np.zeros(starts[-1], dtype=np.uint8)
-    bar = tqdm(total=starts[-1], desc=f"encode {split} latents", unit="frame")
-    for key, start in zip(keys, starts):
-        frames = reader.frames(key)
+    for key, start, stop in zip(keys, starts, starts[1:]):
         arrays = reader.arrays(key)
-        actions[start : start + len(frames)] = arrays["actions"]
-        kinds[start : start + len(frames)] = arrays["kinds"]
-        for i in range(0, len(frames), batch):
-            x = torch.from_numpy(frames[i : i + batch]).to(device).permute(0, 3, 1, 2).float().div(255.0)
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                z = vae.encode(x.contiguous(memory_format=torch.channels_last))
-            z_all[start + i : start + i + len(x)] = z.float().cpu().numpy().astype(np.float16)
-            bar.update(len(x))
-    bar.close()
-    z_all.flush()
-    del z_all
+        actions[start:stop], kinds[start:stop] = arrays["actions"], arrays["kinds"]
     np.save(tmp / "actions.npy", actions)
     np.save(tmp / "kinds.npy", kinds)
-    index = {"encoder_sha256": sha, "split": split, "keys": keys, "starts": starts, "max_episodes": max_episodes,
-             "latent_channels": c}
     (tmp / "index.json").write_text(json.dumps(index))
+    (tmp / PROGRESS).unlink()
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def _read_index(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "index.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _read_progress(tmp: Path, index: dict) -> int | None:
+    """Episodes already written by an earlier build of the same cache into `tmp` (None: start afresh)."""
+    try:
+        progress = json.loads((tmp / PROGRESS).read_text())
+        _open_latents(tmp, index)  # the array is there and readable
+    except (OSError, ValueError):
+        return None
+    done = progress.pop("done", None)
+    return done if progress == index and isinstance(done, int) and 0 <= done <= len(index["keys"]) else None
+
+
+def _reusable(out: Path, old: dict | None, keys: list[str]) -> dict[str, tuple[int, np.ndarray]]:
+    """key -> (first row, latents) of the episodes of `keys` that the finished cache `out` holds."""
+    if old is None:
+        return {}
+    try:
+        z = _open_latents(out, old)
+    except (OSError, ValueError):
+        return {}
+    wanted = set(keys)
+    return {k: (s, z) for k, s in zip(old["keys"], old["starts"]) if k in wanted}
 
 
 class LatentTransitionDataset(Dataset):
@@ -129,7 +200,7 @@ class LatentTransitionDataset(Dataset):
         return np.max([per_row[rows + j] for j in range(1, self.k + 1)], axis=0)  # the transitions' own steps
 
     def _open(self) -> None:  # lazily, in the process that reads (DataLoader workers)
-        self._z = np.load(self.cache / "z.npy", mmap_mode="r")
+        self._z = _open_latents(self.cache, self.info)
         self._actions = np.load(self.cache / "actions.npy")
 
     def __len__(self) -> int:
@@ -146,7 +217,7 @@ class LatentTransitionDataset(Dataset):
         if self._z is None:
             self._open()
         r = self.row(i)
-        z = np.asarray(self._z[r : r + self.k + 1], dtype=np.float32)  # (K+1, C, 56, 56)
+        z = _as_values(self._z[r : r + self.k + 1], self.info)  # (K+1, C, 56, 56)
         a = self._actions[r : r + self.k + 1].astype(np.int64)  # (K+1, 3)
         return {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
 
@@ -158,5 +229,5 @@ class LatentTransitionDataset(Dataset):
         if self._z is None:
             self._open()
         stride = max(1, len(self._z) // max_rows)
-        z = np.asarray(self._z[::stride], dtype=np.float32)
+        z = _as_values(self._z[::stride], self.info)
         return torch.from_numpy(z.mean(axis=(0, 2, 3))), torch.from_numpy(z.std(axis=(0, 2, 3)))
