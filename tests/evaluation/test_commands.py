@@ -57,7 +57,8 @@ def test_evaluate_end_to_end(tiny_model, eval_dataset, tmp_path, capsys):
                "--max-steps", "2", "--compare", str(out), "--ceiling-every", "0", "--quiet"])
     assert rc == 0
     assert (both / "tiny" / "metrics.json").exists() and (both / "compare.png").stat().st_size > 0
-    assert "| what | write-up | our target | tiny | tiny |" in (both / "compare.md").read_text()
+    # The saved results of a model of the same name are told apart by where they were read from.
+    assert f"| what | write-up | our target | tiny | tiny ({tmp_path.name}/eval) |" in (both / "compare.md").read_text()
     # A dataset of its own seed is held out as a whole: --split all replays its first episodes.
     every = tmp_path / "all"
     rc = main(["evaluate", "--model", str(tiny_model), "--data", str(eval_dataset), "--out", str(every),

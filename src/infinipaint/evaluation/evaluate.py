@@ -230,7 +230,10 @@ def evaluate_many(model_dirs: Sequence[str | Path], data_dir: str | Path, out: s
     for m, label in zip(model_dirs, labels):
         results.append(evaluate(m, data_dir, out=Path(out) / label, label=label, **kwargs))
     for d in compare:
-        results.append(load_metrics(d))
+        m = load_metrics(d)
+        if any(r["model"]["label"] == m["model"]["label"] for r in results):  # e.g. weights/cpu vs its old results
+            m["model"]["label"] += f" ({'/'.join(Path(d).parts[-2:])})"
+        results.append(m)
     report.write_comparison(out, results)
     return results
 
