@@ -45,17 +45,20 @@ def _open_latents(folder: Path, index: dict, mode: str = "r") -> np.ndarray:
 
 def _as_values(rows: np.ndarray, index: dict) -> np.ndarray:
     """Cached rows as float32 latents (FSQ codes back to their values in [-1, 1])."""
+    from infinipaint.models.vae import from_codes
+
     if index.get("format", "float16") == "fsq_codes":
-        half = (index["levels"] - 1) / 2
-        return rows.astype(np.float32) / half - 1.0
+        return from_codes(torch.from_numpy(np.array(rows)), index["levels"]).numpy()  # a copy: memmaps are read-only
     return np.asarray(rows, dtype=np.float32)
 
 
-def _as_stored(z: np.ndarray, index: dict) -> np.ndarray:
+def _as_stored(z: torch.Tensor, index: dict) -> np.ndarray:
+    """Latents (float) as the rows of a cache of `index`'s format."""
+    from infinipaint.models.vae import to_codes
+
     if index["format"] == "fsq_codes":
-        half = (index["levels"] - 1) / 2
-        return np.clip(np.rint(z.astype(np.float32) * half + half), 0, index["levels"] - 1).astype(np.uint8)
-    return z.astype(np.float16)
+        return to_codes(z, index["levels"]).to(torch.uint8).numpy()
+    return z.float().numpy().astype(np.float16)
 
 
 @torch.no_grad()
@@ -96,25 +99,25 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
         np.lib.format.open_memmap(tmp / Z_FILE[index["format"]], mode="w+", dtype=dtype, shape=(starts[-1], c, 56, 56))
         progress = 0
     z_all = _open_latents(tmp, index, mode="r+")
-    reuse = _reusable(out, old, keys)
+    old_z, reuse = _reusable(out, old, keys)
     bar = tqdm(total=starts[-1], initial=starts[progress], desc=f"encode {split} latents", unit="frame")
     for e in range(progress, len(keys)):
         start, stop = starts[e], starts[e + 1]
         if keys[e] in reuse:  # copied from the finished cache of fewer episodes
-            src, old_z = reuse[keys[e]]
-            z_all[start:stop] = _as_stored(_as_values(old_z[src : src + stop - start], old), index)
+            src = reuse[keys[e]]
+            z_all[start:stop] = _as_stored(torch.from_numpy(_as_values(old_z[src : src + stop - start], old)), index)
         else:
             frames = reader.frames(keys[e])
             for i in range(0, len(frames), batch):
                 x = torch.from_numpy(frames[i : i + batch]).to(device).permute(0, 3, 1, 2).float().div(255.0)
                 with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                     z = vae.encode(x.contiguous(memory_format=torch.channels_last))
-                z_all[start + i : start + i + len(x)] = _as_stored(z.float().cpu().numpy(), index)
+                z_all[start + i : start + i + len(x)] = _as_stored(z.cpu(), index)
         z_all.flush()
         (tmp / PROGRESS).write_text(json.dumps({**index, "done": e + 1}))
         bar.update(stop - start)
     bar.close()
-    del z_all, reuse
+    del z_all, old_z
     actions = np.zeros((starts[-1], 3), dtype=np.int16)
     kinds = np.zeros(starts[-1], dtype=np.uint8)
     for key, start, stop in zip(keys, starts, starts[1:]):
@@ -148,16 +151,16 @@ def _read_progress(tmp: Path, index: dict) -> int | None:
     return done if progress == index and isinstance(done, int) and 0 <= done <= len(index["keys"]) else None
 
 
-def _reusable(out: Path, old: dict | None, keys: list[str]) -> dict[str, tuple[int, np.ndarray]]:
-    """key -> (first row, latents) of the episodes of `keys` that the finished cache `out` holds."""
+def _reusable(out: Path, old: dict | None, keys: list[str]) -> tuple[np.ndarray | None, dict[str, int]]:
+    """The latents of the finished cache `out` and the first row there of each episode of `keys` it holds."""
     if old is None:
-        return {}
+        return None, {}
     try:
         z = _open_latents(out, old)
     except (OSError, ValueError):
-        return {}
+        return None, {}
     wanted = set(keys)
-    return {k: (s, z) for k, s in zip(old["keys"], old["starts"]) if k in wanted}
+    return z, {k: s for k, s in zip(old["keys"], old["starts"]) if k in wanted}
 
 
 class LatentTransitionDataset(Dataset):
