@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from infinipaint.data.agents import KINDS
+from infinipaint.data import latents
 from infinipaint.data.latents import LatentTransitionDataset, build_latent_cache
 from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError
@@ -144,3 +145,17 @@ def test_killed_build_resumes_and_bigger_build_copies(small_dataset, fsq_vae, tm
     assert path == first and json.loads((path / "index.json").read_text())["keys"] == keys
     assert np.array_equal(np.load(path / "codes.npy"), reference)
     assert not (path.parent / (path.name + ".tmp")).exists()
+
+
+def test_warm_reads_the_whole_latent_file_or_declines(cache, monkeypatch):
+    _, path = cache
+    ds = LatentTransitionDataset(path, k=1)
+    size = (path / "z.npy").stat().st_size
+    monkeypatch.setattr(latents, "available_memory", lambda: size * 10)
+    thread = ds.warm(chunk=4096)
+    thread.join(timeout=60)
+    assert not thread.is_alive() and thread.bytes_read == size
+    monkeypatch.setattr(latents, "available_memory", lambda: size)  # would not leave a fifth free
+    assert ds.warm() is None
+    monkeypatch.setattr(latents, "available_memory", lambda: None)  # the OS does not say
+    assert ds.warm() is None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,17 @@ from torch.utils.data import Dataset
 
 from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the OS can give without swapping (Linux's MemAvailable), or None elsewhere."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def cache_dir(data_root: str | Path, encoder_sha256: str, split: str) -> Path:
@@ -223,6 +235,29 @@ class LatentTransitionDataset(Dataset):
         z = _as_values(self._z[r : r + self.k + 1], self.info)  # (K+1, C, 56, 56)
         a = self._actions[r : r + self.k + 1].astype(np.int64)  # (K+1, 3)
         return {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
+
+    def warm(self, chunk: int = 16 << 20) -> threading.Thread | None:
+        """Read the latents file once, front to back, in a background thread, when it fits in the
+        memory the OS reports available: training draws windows at random from a memory map, and
+        on a cold page cache every window waits for the disk (a 15 GB cache read at random ran
+        1.6x slower for its first ~10 minutes than once cached; read in order it took 70 s).
+        Returns the thread (its `bytes_read` grows as it reads), or None when the file would not
+        fit or the OS does not say."""
+        path = self.cache / Z_FILE[self.info.get("format", "float16")]
+        size, free = path.stat().st_size, available_memory()
+        if free is None or size > 0.8 * free:
+            return None
+
+        def read() -> None:
+            buf = bytearray(chunk)
+            with open(path, "rb", buffering=0) as f:
+                while n := f.readinto(buf):
+                    thread.bytes_read += n
+
+        thread = threading.Thread(target=read, name="warm-latent-cache", daemon=True)
+        thread.bytes_read = 0
+        thread.start()
+        return thread
 
     def __getstate__(self) -> dict:  # workers reopen the memory map themselves
         return {**self.__dict__, "_z": None, "_actions": None}

@@ -151,6 +151,8 @@ def train_dynamics(args: argparse.Namespace) -> int:
     train_cache = build_latent_cache(args.data, args.vae, "train", args.max_episodes, device=device)
     # --extra '{"oversample": {"press_": 20}}' draws windows with UI presses 20x more often.
     train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll, oversample=cfg.extra.get("oversample"))
+    if train_set.warm() is not None:  # windows are drawn at random: read the file into the page cache once
+        print(f"reading the latent cache into memory in the background ({train_cache})")
     val_set = None  # small datasets may have no val episode: then no validation
     if DatasetReader(args.data).keys("val"):
         val_set = LatentTransitionDataset(build_latent_cache(args.data, args.vae, "val", device=device), k=model_cfg.unroll)
