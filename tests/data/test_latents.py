@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from infinipaint.data.agents import KINDS
 from infinipaint.data import latents
+from infinipaint.data.agents import KINDS
 from infinipaint.data.latents import LatentTransitionDataset, build_latent_cache
 from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError

@@ -51,8 +51,12 @@ Z_FILE = {"float16": "z.npy", "fsq_codes": "codes.npy"}  # the latent array of e
 PROGRESS = "progress.json"  # in the temp folder of a build under way: what is already written
 
 
+def _latents_file(folder: Path, index: dict) -> Path:
+    return folder / Z_FILE[index.get("format", "float16")]
+
+
 def _open_latents(folder: Path, index: dict, mode: str = "r") -> np.ndarray:
-    return np.load(folder / Z_FILE[index.get("format", "float16")], mmap_mode=mode)
+    return np.load(_latents_file(folder, index), mmap_mode=mode)
 
 
 def _as_values(rows: np.ndarray, index: dict) -> np.ndarray:
@@ -108,7 +112,7 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         dtype = np.uint8 if fsq else np.float16
-        np.lib.format.open_memmap(tmp / Z_FILE[index["format"]], mode="w+", dtype=dtype, shape=(starts[-1], c, 56, 56))
+        np.lib.format.open_memmap(_latents_file(tmp, index), mode="w+", dtype=dtype, shape=(starts[-1], c, 56, 56))
         progress = 0
     z_all = _open_latents(tmp, index, mode="r+")
     old_z, reuse = _reusable(out, old, keys)
@@ -243,7 +247,7 @@ class LatentTransitionDataset(Dataset):
         1.6x slower for its first ~10 minutes than once cached; read in order it took 70 s).
         Returns the thread (its `bytes_read` grows as it reads), or None when the file would not
         fit or the OS does not say."""
-        path = self.cache / Z_FILE[self.info.get("format", "float16")]
+        path = _latents_file(self.cache, self.info)
         size, free = path.stat().st_size, available_memory()
         if free is None or size > 0.8 * free:
             return None
