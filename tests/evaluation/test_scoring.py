@@ -174,3 +174,19 @@ def test_empty_pen_strokes(drawn):
         tracker.update(t, np.array([0]), [kinds[t - 1]], frames[t - 1][None], frames[t][None], prev_pred[None], pred[None])
         prev_pred = pred
     assert tracker.summary()["empty_pen_strokes"]["early"] == {"value": 0.0 if drawn else 1.0, "n": 1}
+
+
+def test_toolbar_slips():
+    """A prediction that switches to the eraser on a dead click and back on the next press slips once, on
+    the dead click; the frames that show the wrong tool count towards the wrong-state share."""
+    pen, eraser = (Minipaint().reset(MinipaintState(tool=t)) for t in ("pen", "eraser"))
+    kinds = ["hover", "dead_click", "idle", "hover", "press_pen"]
+    preds = [pen, eraser, eraser, eraser, pen]
+    tracker = Tracker([len(kinds)])
+    for t, (kind, pred) in enumerate(zip(kinds, preds), start=1):
+        tracker.update(t, np.array([0]), [kind], pen[None], pen[None], pen[None], pred[None])
+    slips = tracker.summary()["toolbar_slips"]
+    assert slips["per_episode"] == [[{"step": 2, "kind": "dead_click", "wrong": ["tool"]}]]
+    assert slips["by_kind"] == {"dead_click": 1}
+    assert slips["phases"]["early"] == {"slips": 1, "wrong_share": pytest.approx(3 / 5)}
+    assert slips["phases"]["mid"] == {"slips": 0, "wrong_share": None}

@@ -79,6 +79,8 @@ def headline(m: dict[str, Any]) -> dict[str, Any]:
     h["eraser_l1"] = tuple(m["eraser_l1"][p]["value"] for p, *_ in PHASES)
     h["empty_late"] = m["empty_pen_strokes"]["late"]["value"]
     h["toolbar_mid"], h["canvas_mid"] = m["regions"]["toolbar"]["mid"], m["regions"]["canvas"]["mid"]
+    slips = m.get("toolbar_slips")  # absent from metrics written before it was measured
+    h["slips"] = sum(v["slips"] for v in slips["phases"].values()) if slips else None
     return h
 
 
@@ -123,6 +125,7 @@ def comparison_rows(m: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("empty pen strokes, late phase", _pct(w["empty_late"]), "—", _pct(h["empty_late"])),
         ("toolbar / canvas SSIM, mid phase", f"{w['toolbar_mid']} / {w['canvas_mid']}", "—",
          f"{_f(h['toolbar_mid'])} / {_f(h['canvas_mid'])}"),
+        ("toolbar slips (steps where the toolbar goes wrong)", "—", "—", "n/a" if h["slips"] is None else str(h["slips"])),
     ]
 
 
@@ -285,6 +288,12 @@ def markdown(m: dict[str, Any], title: str, files: dict[str, str]) -> str:
         f"{_f(m['eraser_l1'][p]['value'], '{:.1f}')} (n={m['eraser_l1'][p]['n']})" for p, *_ in PHASES) + " |")
     lines.append("| empty pen strokes | " + " | ".join(
         f"{_pct(m['empty_pen_strokes'][p]['value'])} (n={m['empty_pen_strokes'][p]['n']})" for p, *_ in PHASES) + " |")
+    slips = m.get("toolbar_slips")
+    if slips:
+        lines.append("| toolbar slips (wrong-state frames) | " + " | ".join(
+            f"{slips['phases'][p]['slips']} ({_pct(slips['phases'][p]['wrong_share'])})" for p, *_ in PHASES) + " |")
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(slips["by_kind"].items(), key=lambda kv: -kv[1])) or "none"
+        lines += ["", f"Toolbar slips by the kind of step they happened on: {kinds}."]
     lines += ["", "## Figures", ""]
     for name, caption in (("curves", "SSIM and PSNR per step; dashed: the VAE ceiling (truth through the VAE alone)"),
                           ("exact", "share of pixels within 8/255 of the truth"), ("regions", "SSIM per region"),

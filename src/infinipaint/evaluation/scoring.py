@@ -27,6 +27,11 @@ Definitions (every number in `metrics.json` means exactly this):
   stroke is *empty* when no footprint pixel changed by more than `VISIBLE_DELTA` (largest channel)
   between the prediction just before the stroke and the prediction at its last step. Strokes with
   an empty true footprint (ink over the same ink) are not counted.
+- Toolbar slip: a step at which the predicted toolbar, read as above, stops showing the true
+  state (tool, colour and size all equal) although it showed it the step before; it is counted in
+  the phase and under the step kind of that step (a slip on a `dead_click` or a `hover` is a
+  change the model made up; one on a `press_*` a missed or wrong response). The wrong-state share
+  is the share of frames whose predicted toolbar state is not the true one.
 - Phases: early = steps 1-150, mid = 151-500, late = 501+; a press, erase step or stroke belongs to
   the phase of its (first) step.
 """
@@ -58,6 +63,8 @@ DEFINITIONS = {
     "eraser_l1": "mean |pred - truth| x255 over the pixels each true erase step changed, averaged over erase steps",
     "empty_pen_strokes": f"share of pen strokes (runs of draw steps) where no pixel of the true footprint changed "
                          f"by more than {VISIBLE_DELTA}/255 in the prediction from before the stroke to its end",
+    "toolbar_slips": "steps at which the predicted toolbar (nearest Minipaint-rendered state) stops showing the true "
+                     "tool, colour and size, by phase and by the kind of the step; wrong_share: frames showing a wrong state",
     "phases": "early: steps 1-150, mid: 151-500, late: 501+",
     "onset_095": f"first step with SSIM < {SSIM_CLIFF}; mean and std over the episodes that fall below",
 }
@@ -128,6 +135,7 @@ def first_step(flags: np.ndarray) -> int | None:
 
 # ----------------------------------------------------------------------------- toolbar state
 State = tuple[str, int, int]  # tool, colour index, brush size
+TOOLBAR_ATTRIBUTES = ("tool", "color", "size")
 
 
 @functools.lru_cache(maxsize=1)
@@ -201,6 +209,9 @@ class Tracker:
         self.strokes: dict[str, list[bool]] = {p: [] for p, *_ in PHASES}
         # Open stroke per episode: first step, footprint (224, 224) bool, prediction before it.
         self._stroke: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        # Toolbar state per episode and step: 1 when the prediction shows the true state, 0 when not.
+        self.toolbar_right = _nan(shape)
+        self.slips: list[tuple[int, int, str, list[str]]] = []  # (episode, step, kind, attributes that went wrong)
 
     def update(self, step: int, episodes: np.ndarray, kinds: list[str], prev_truth: np.ndarray,
                truth: np.ndarray, prev_pred: np.ndarray, pred: np.ndarray,
@@ -211,13 +222,17 @@ class Tracker:
             c = frame_scores(ceiling, truth, regions=False)
             s["ceiling_ssim"], s["ceiling_psnr"], s["ceiling_wrong_pixels"] = c["ssim"], c["psnr"], c["wrong_pixels"]
         phase = phase_of(step)
-        presses = [i for i, k in enumerate(kinds) if k.startswith("press_")]
-        if presses:
-            rows = np.asarray(presses)
-            pred_states, _ = read_toolbar(pred[rows])
-            true_states, _ = read_toolbar(truth[rows])
-            for i, ps, ts in zip(presses, pred_states, true_states):
-                self.responses[kinds[i][len("press_"):]][phase].append(response_correct(kinds[i][len("press_"):], ps, ts))
+        pred_states, _ = read_toolbar(pred)
+        true_states, _ = read_toolbar(truth)
+        for i, kind in enumerate(kinds):
+            if kind.startswith("press_"):
+                control = kind[len("press_"):]
+                self.responses[control][phase].append(response_correct(control, pred_states[i], true_states[i]))
+        right = np.array([p == t for p, t in zip(pred_states, true_states)], dtype=np.float64)
+        was_right = self.toolbar_right[episodes, step - 2] if step > 1 else np.ones(len(kinds))
+        for i in np.flatnonzero((right == 0) & (was_right != 0)):  # NaN (not scored) counts as right
+            wrong = [a for a, p, t in zip(TOOLBAR_ATTRIBUTES, pred_states[i], true_states[i]) if p != t]
+            self.slips.append((int(episodes[i]), step, kinds[i], wrong))
         for i, kind in enumerate(kinds):
             e = int(episodes[i])
             if kind == "erase":
@@ -234,6 +249,7 @@ class Tracker:
                 self._close_stroke(e, prev_pred[i])
         for k, v in s.items():  # last, all at once: an interrupt leaves whole steps
             self.scores[k][episodes, step - 1] = v
+        self.toolbar_right[episodes, step - 1] = right
         return s
 
     def _close_stroke(self, e: int, pred_end: np.ndarray) -> None:
@@ -241,6 +257,21 @@ class Tracker:
         if footprint.any():
             drawn = _diff(pred_end, before)[footprint] > VISIBLE_DELTA
             self.strokes[phase_of(first)].append(not drawn.any())
+
+    def _slip_summary(self, n_steps: int) -> dict[str, Any]:
+        right = self.toolbar_right[:, :n_steps]
+        out: dict[str, Any] = {"phases": {}, "by_kind": {},
+                               "per_episode": [[{"step": t, "kind": k, "wrong": w} for e2, t, k, w in self.slips if e2 == e]
+                                               for e in range(len(self.lengths))]}
+        for name, *_ in PHASES:
+            cols = phase_slice(name, n_steps)
+            block = right[:, cols]
+            frames = int((~np.isnan(block)).sum())
+            out["phases"][name] = {"slips": sum(1 for _, t, _, _ in self.slips if phase_of(t) == name),
+                                   "wrong_share": _scalar(1 - _nanmean(block.ravel())) if frames else None}
+        for _, _, kind, _ in self.slips:
+            out["by_kind"][kind] = out["by_kind"].get(kind, 0) + 1
+        return out
 
     # ---------------------------------------------------------------------------- summary
     def summary(self) -> dict[str, Any]:
@@ -275,6 +306,7 @@ class Tracker:
             "responses": {},
             "eraser_l1": {p: {"value": _mean_or_none(v), "n": len(v)} for p, v in self.eraser.items()},
             "empty_pen_strokes": {p: _share(v) for p, v in self.strokes.items()},
+            "toolbar_slips": self._slip_summary(n_steps),
             "definitions": DEFINITIONS,
         }
         for name, *_ in PHASES:
