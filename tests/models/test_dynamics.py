@@ -179,3 +179,23 @@ def test_geometry_planes_are_read_beside_the_heatmaps():
     loss, _ = net.loss({"z": z, "actions": actions})
     loss.backward()
     assert net.a_in.weight.grad[:, 4:].abs().sum() > 0  # the geometry planes reach the loss
+
+
+def test_geometry_model_starts_from_one_without_it_and_predicts_the_same():
+    from dataclasses import replace
+
+    from infinipaint.models.dynamics import initial_state
+
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel", context=8)
+    source = LatentCNN(cfg)
+    torch.nn.init.normal_(source.head.weight, std=0.1)
+    widened = LatentCNN(replace(cfg, geometry=True))
+    widened.load_state_dict(initial_state(widened, source.state_dict(), cfg))
+    assert widened.a_in.weight[:, 4:].abs().sum() == 0 and torch.equal(widened.a_in.weight[:, :4], source.a_in.weight)
+    prev, nxt = torch.tensor([[60, 100, 1]]), torch.tensor([[97, 130, 1]])
+    z = torch.randn(1, 16, 56, 56)
+    with torch.no_grad():
+        assert torch.allclose(source.eval()(z, source.action_input(prev, nxt)),
+                              widened.eval()(z, widened.action_input(prev, nxt)), atol=1e-6)
+    assert initial_state(source, source.state_dict(), cfg).keys() == source.state_dict().keys()

@@ -447,3 +447,22 @@ class LatentCNN(nn.Module):
             z = self.feed(pred, target)
         logs[f"loss_step{k}"] = float(loss_t.detach())
         return total, logs
+
+
+# The convolutions that read the action planes: the only weights whose shape `geometry` changes.
+ACTION_INPUT_WEIGHTS = ("a_in.weight", "a_features.0.weight")
+
+
+def initial_state(model: LatentCNN, state: dict[str, torch.Tensor], source: DynamicsConfig) -> dict[str, torch.Tensor]:
+    """Trained weights of a network with config `source` as the start of `model` (`--init-from`).
+    A model that also reads the stroke geometry (`--model-set geometry=true`) where the source did
+    not gets the source's action convolutions with zero weights for the new planes appended, so it
+    starts out predicting exactly what the source predicts and learns what the planes add."""
+    out = dict(state)
+    if model.config.geometry and not source.geometry:
+        own = model.state_dict()
+        for key in ACTION_INPUT_WEIGHTS:
+            w = out[key]
+            extra = own[key].shape[1] - w.shape[1]
+            out[key] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
+    return out

@@ -70,8 +70,9 @@ def _configs(args: argparse.Namespace, component: str, model_presets: dict, mode
 
 def _init_from(model, directory: str | None, name: str) -> None:
     """Copy trained weights into a fresh model (CheckpointError on any mismatch). A VAE may also
-    start one of another latent or output kind (`--model-set latent=fsq`, `output=palette`): see
-    `vae.initial_state`."""
+    start one of another latent or output kind (`--model-set latent=fsq`, `output=palette`), a
+    dynamics network one that also reads the stroke geometry (`--model-set geometry=true`): see
+    `vae.initial_state` and `dynamics.initial_state`."""
     if directory:
         from infinipaint.models.checkpoint import load_state_strict, load_weights, read_info
 
@@ -80,6 +81,10 @@ def _init_from(model, directory: str | None, name: str) -> None:
             from infinipaint.models.vae import VAEConfig, initial_state
 
             state = initial_state(model, state, VAEConfig.from_dict(read_info(directory, name)["config"]))
+        else:
+            from infinipaint.models.dynamics import DynamicsConfig, initial_state
+
+            state = initial_state(model, state, DynamicsConfig(**read_info(directory, name)["config"]))
         load_state_strict(model, state, source=str(Path(directory) / f"{name}.safetensors"))
 
 
