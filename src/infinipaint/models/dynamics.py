@@ -25,8 +25,7 @@ current value (so an untrained net also predicts "nothing changes"); the next la
 likely value, so a right prediction reproduces the state exactly and small errors cannot pile up.
 Its loss is the balanced cross-entropy (mean over changed positions and over unchanged ones,
 averaged); its input noise flips a share `flip_prob` of the codes by one level; unrolled steps feed
-the hard prediction back with the gradient of the soft one (straight-through). Input noise, of
-either head, is for training only: in `eval()` mode (validation) the loss scores the clean rollout.
+the hard prediction back with the gradient of the soft one (straight-through).
 
 Two inputs beyond the write-up's, off by default (`context` is on in the `cpu` preset and weights):
 - `context`: the toolbar strip (tool, colour, brush size) -> one vector added to every position.
@@ -402,7 +401,7 @@ class LatentCNN(nn.Module):
         logs: dict[str, float] = {}
         for t in range(k):
             planes = all_planes[t].float()
-            if self.config.flip_prob > 0 and self.training:  # move a few codes one level up or down
+            if self.config.flip_prob > 0:  # move a few codes one level up or down
                 flip = (torch.rand_like(z) < self.config.flip_prob).float()
                 sign = torch.randint_like(z, 0, 2) * 2 - 1
                 noisy = (z + flip * sign * 2 / (levels - 1)).clamp(-1, 1)
@@ -438,7 +437,7 @@ class LatentCNN(nn.Module):
         logs: dict[str, float] = {}
         for t in range(k):
             planes = all_planes[t].to(zs.dtype)  # (B, 4, h, w)
-            noisy = z + self.config.noise_std * torch.randn_like(z) if self.training else z
+            noisy = z + self.config.noise_std * torch.randn_like(z)
             pred = noisy + self(noisy, planes, toolbars[t]).float()
             target = zs[:, t + 1]
             loss_t, logs_t = self.balanced_l1(pred, target, self.changed_mask(zs[:, t], target))
