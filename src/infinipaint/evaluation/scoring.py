@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -260,17 +261,13 @@ class Tracker:
 
     def _slip_summary(self, n_steps: int) -> dict[str, Any]:
         right = self.toolbar_right[:, :n_steps]
-        out: dict[str, Any] = {"phases": {}, "by_kind": {},
+        out: dict[str, Any] = {"phases": {},
                                "per_episode": [[{"step": t, "kind": k, "wrong": w} for e2, t, k, w in self.slips if e2 == e]
                                                for e in range(len(self.lengths))]}
         for name, *_ in PHASES:
-            cols = phase_slice(name, n_steps)
-            block = right[:, cols]
-            frames = int((~np.isnan(block)).sum())
             out["phases"][name] = {"slips": sum(1 for _, t, _, _ in self.slips if phase_of(t) == name),
-                                   "wrong_share": _scalar(1 - _nanmean(block.ravel())) if frames else None}
-        for _, _, kind, _ in self.slips:
-            out["by_kind"][kind] = out["by_kind"].get(kind, 0) + 1
+                                   "wrong_share": _scalar(1 - _nanmean(right[:, phase_slice(name, n_steps)].ravel()))}
+        out["by_kind"] = dict(Counter(kind for _, _, kind, _ in self.slips))
         return out
 
     # ---------------------------------------------------------------------------- summary
