@@ -101,12 +101,24 @@ def test_levels_head_learns_a_sparse_transition_exactly():
     z = torch.stack([from_codes(c, LEVELS) for c in (codes0, codes1, codes1)], 1)
     actions = torch.tensor([[[112, 112, 0], [126, 86, 1], [126, 86, 0]]]).repeat(2, 1, 1)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    batch = {"z": z, "actions": actions}
+    net.eval()
+    with torch.no_grad():
+        _, before = net.loss(batch)
+    # Untrained, the keep bias holds every code: the stroke is missing, nothing else is wrong.
+    assert before["clean_wrong_changed"] == 1.0 and before["clean_wrong_same"] == 0.0
+    net.train()
     for _ in range(150):
-        loss, logs = net.loss({"z": z, "actions": actions})
+        loss, logs = net.loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert logs["wrong_changed"] == 0.0 and logs["wrong_same"] == 0.0
+    assert "clean_wrong_changed" not in logs  # validation only
+    net.eval()
+    with torch.no_grad():
+        _, after = net.loss(batch)
+    assert after["clean_wrong_changed"] == 0.0 and after["clean_wrong_same"] == 0.0
     from infinipaint.actions import pair_planes
 
     net.eval()

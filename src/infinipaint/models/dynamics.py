@@ -417,7 +417,29 @@ class LatentCNN(nn.Module):
             hard = from_codes(logits.argmax(dim=2), levels)
             z = self.feed(hard + soft - soft.detach(), from_codes(target, levels))  # straight-through: hard values, soft gradient
         logs[f"loss_step{k}"] = float(loss_t.detach())
+        if not self.training:
+            logs.update(self.clean_rollout_errors(codes, all_planes, toolbars, k))
         return total, logs
+
+    @torch.no_grad()
+    def clean_rollout_errors(self, codes: torch.Tensor, planes: list[torch.Tensor], toolbars: list,
+                             k: int) -> dict[str, float]:
+        """Head "levels", validation: the window rolled out as the simulator does (no input noise,
+        the most likely codes fed back) from its first true codes (B, K+1, C, H, W), and the shares
+        of positions with any wrong code after k steps, over the positions the window changes and
+        over the others. The noised loss also counts noise the net did not undo; these count only
+        its own errors."""
+        from .vae import from_codes, to_codes
+
+        levels = self.config.levels
+        z = from_codes(codes[:, 0], levels)
+        for t in range(k):
+            logits = self.level_logits(z, self.normalize(z), planes[t].float(), toolbars[t])
+            z = from_codes(logits.argmax(dim=2), levels)
+        target = codes[:, k]
+        wrong = (to_codes(z, levels) != target).any(dim=1, keepdim=True).float()
+        _, wrong_changed, wrong_same = self.balance(wrong, (target != codes[:, 0]).any(dim=1, keepdim=True))
+        return {"clean_wrong_changed": float(wrong_changed), "clean_wrong_same": float(wrong_same)}
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Unrolled balanced-L1 loss over a window of K transitions.
