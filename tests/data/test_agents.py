@@ -1,10 +1,13 @@
 """Procedural agents: reproducible, aligned with Minipaint, honest labels."""
 
+import hashlib
+
 import numpy as np
+import pytest
 
 from infinipaint.actions import RESET_ACTION, ActionStream
 from infinipaint.data.agents import ACTIVITIES, KINDS, EpisodeConfig, record_episode
-from infinipaint.minipaint import Minipaint
+from infinipaint.minipaint import LAYOUT, Minipaint
 
 SHORT = EpisodeConfig(min_steps=120, max_steps=160)
 
@@ -42,8 +45,9 @@ def test_steps_are_a_fixed_point_of_the_stream():
     assert ActionStream.process(steps) == steps
 
 
-def test_kind_labels_match_what_happened():
-    ep = record_episode(0, 4, EpisodeConfig(400, 400))
+@pytest.mark.parametrize("edge_work", [0.0, 5.0])
+def test_kind_labels_match_what_happened(edge_work):
+    ep = record_episode(0, 4, EpisodeConfig(400, 400, edge_work))
     kinds = [KINDS[k] for k in ep.kinds]
     changed = [not np.array_equal(ep.frames[t], ep.frames[t - 1]) for t in range(1, len(kinds))]
     for t, (kind, ch) in enumerate(zip(kinds[1:], changed), start=1):
@@ -51,3 +55,33 @@ def test_kind_labels_match_what_happened():
             assert not ch, (t, kind)
         if ch:
             assert kind in ("draw", "erase", "slider_drag") or kind.startswith("press_"), (t, kind)
+
+
+def test_default_episodes_are_those_of_earlier_versions():
+    """Datasets on disk (and `data/eval-long`, which the shipped numbers are measured on) must stay
+    reproducible: a generator change that alters the default episodes has to be deliberate."""
+    ep = record_episode(0, 1, SHORT)
+    assert hashlib.sha256(ep.actions.tobytes()).hexdigest() == (
+        "a4eb799428eb5ccc5e37a55424b5cb990f5d6c46709d57d0b135672a520c1ebd")
+    assert "edge_work" not in {ACTIVITIES[a] for a in ep.activities}
+
+
+def _control_distance(x: int, y: int) -> int:
+    """Chebyshev distance in px from (x, y) to the nearest control (0: on one)."""
+    out = []
+    for name in LAYOUT.controls:
+        rx, ry, w, h = LAYOUT.rect(name)
+        out.append(max(rx - x, 0, x - (rx + w - 1), ry - y, y - (ry + h - 1)))
+    return min(out)
+
+
+def test_edge_work_clicks_just_outside_controls_and_drags_off_the_slider():
+    ep = record_episode(0, 4, EpisodeConfig(400, 400, edge_work=5.0))
+    kinds = [KINDS[k] for k in ep.kinds]
+    near = [t for t, k in enumerate(kinds) if k == "dead_click" and 1 <= _control_distance(*ep.actions[t][:2]) <= 4]
+    _, sy, _, sh = LAYOUT.rect("slider")
+    off = [t for t, k in enumerate(kinds) if k == "slider_drag" and not sy <= ep.actions[t][1] < sy + sh]
+    assert len(near) >= 5 and len(off) >= 1
+    assert all(ACTIVITIES[ep.activities[t]] == "edge_work" for t in near + off)
+    with pytest.raises(ValueError, match="edge_work"):
+        EpisodeConfig(edge_work=-1)

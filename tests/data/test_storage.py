@@ -1,5 +1,6 @@
 """Sharded storage: determinism, splits, resume (SIGKILL included), corruption detection."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -76,6 +77,12 @@ def test_growing_n_keeps_old_episodes_and_splits(tmp_path):
         generate(grown, episodes=4, seed=0, workers=1, config=TINY, progress=False)
     with pytest.raises(DataError, match="seed"):
         generate(grown, episodes=9, seed=1, workers=1, config=TINY, progress=False)
+    edge = dataclasses.replace(TINY, edge_work=1.0)  # other episodes: not the same dataset
+    with pytest.raises(DataError, match="config"):
+        generate(grown, episodes=9, seed=0, workers=1, config=edge, progress=False)
+    assert "edge_work" not in big["config"]  # unset, the manifest is that of earlier versions
+    assert generate(tmp_path / "edge", episodes=1, seed=0, workers=1, config=edge,
+                    progress=False)["config"]["edge_work"] == 1.0
 
 
 def test_resume_regenerates_missing_and_partial_shards(tiny_dataset, tmp_path):

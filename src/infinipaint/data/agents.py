@@ -35,7 +35,7 @@ KINDS = (
 )
 PRIMITIVES = ("polyline", "arc", "circle", "zigzag", "spiral", "scribble", "dot", "long_stroke")
 UI_WORK = ("tool_switch", "color_pick", "slider_press", "slider_drag", "dead_click", "button_drag")
-ACTIVITIES = ("reset", *PRIMITIVES, *UI_WORK, "hover", "move", "pause")
+ACTIVITIES = ("reset", *PRIMITIVES, *UI_WORK, "hover", "move", "pause", "edge_work")  # append only: stored as indices
 STYLES = ("sparse", "normal", "crowded", "eraser")
 
 _KIND = {k: i for i, k in enumerate(KINDS)}
@@ -52,10 +52,17 @@ class EpisodeConfig:
 
     min_steps: int = 500  # steps per episode (after ActionStream), inclusive
     max_steps: int = 1000
+    # Weight of "edge work" among the UI activities (colour picks weigh 0.4): clicks within 4 px of a
+    # control's edge, mostly just outside it, and slider drags that leave the slider. Where a
+    # control ends is learned from these; the other activities click well inside or anywhere. 0
+    # (the default) records exactly the episodes of earlier versions.
+    edge_work: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(f"need 1 <= min_steps <= max_steps, got {self.min_steps}, {self.max_steps}")
+        if not 0 <= self.edge_work <= 10:
+            raise ValueError(f"edge_work must be in [0, 10], got {self.edge_work}")
 
 
 @dataclass
@@ -96,9 +103,10 @@ def _clip(v: float, lo: int, hi: int) -> int:
 class Agent:
     """Turns intentions (a spiral here, a colour pick there) into raw pointer samples."""
 
-    def __init__(self, rng: np.random.Generator, app: Minipaint) -> None:
+    def __init__(self, rng: np.random.Generator, app: Minipaint, edge_work: float = 0.0) -> None:
         self.rng = rng
         self.app = app
+        self.edge_work = edge_work
         self.style = str(rng.choice(STYLES, p=[0.2, 0.35, 0.25, 0.2]))
         self.speed = float(rng.uniform(5, 22))  # px per 80 ms sample while drawing
         self.scale = {"sparse": 0.6, "normal": 1.0, "crowded": 1.5, "eraser": 1.2}[self.style]
@@ -125,6 +133,8 @@ class Agent:
             color_pick=0.4, slider_press=0.12, slider_drag=0.1, dead_click=0.05, button_drag=0.03,
             hover=0.15, pause=0.1,
         )
+        if self.edge_work > 0:
+            weights["edge_work"] = self.edge_work
         names = list(weights)
         p = np.array([weights[n] for n in names])
         name = names[int(r.choice(len(names), p=p / p.sum()))]
@@ -333,19 +343,23 @@ class Agent:
         x, y = LAYOUT.slider_point(self._size(min_size))
         return self._click((x + int(self.rng.integers(-1, 2)), y + int(self.rng.integers(-6, 7))), "slider_press")
 
-    def _slider_drag(self) -> list[Sample]:
+    def _slider_drag(self, off_rect: bool = False) -> list[Sample]:
         r = self.rng
+        activity = "edge_work" if off_rect else "slider_drag"
         start = self._point_in("slider", 0)
         out = self._move(start)
-        out.append((*start, 1, "slider_drag"))
+        out.append((*start, 1, activity))
         self.pos = start
         sx, sy, sw, sh = LAYOUT.rect("slider")
         for _ in range(int(r.integers(1, 3))):
             tx = int(r.integers(sx - 6, sx + sw + 6)) if r.random() < 0.3 else LAYOUT.slider_point(self._size())[0]
-            ty = _clip(self.pos[1] + r.integers(-3, 4), 0, SCREEN - 1)
+            if off_rect:  # out of the slider's rectangle, above or below
+                ty = _clip(sy + sh - 1 + r.integers(1, 9) if r.random() < 0.7 else sy - r.integers(1, 5), 0, SCREEN - 1)
+            else:
+                ty = _clip(self.pos[1] + r.integers(-3, 4), 0, SCREEN - 1)
             path = np.linspace(self.pos, (tx, ty), 16)
-            out += self._walk(path, 1, "slider_drag", r.uniform(3, 12))
-        out.append((*self.pos, 0, "slider_drag"))
+            out += self._walk(path, 1, activity, r.uniform(3, 12))
+        out.append((*self.pos, 0, activity))
         return out
 
     def _dead_click(self) -> list[Sample]:
@@ -354,6 +368,20 @@ class Agent:
             p = (int(self.rng.integers(x0, x0 + w)), int(self.rng.integers(y0, y0 + h)))
             if LAYOUT.control_at(*p) is None:
                 return self._click(p, "dead_click")
+
+    def _edge_work(self) -> list[Sample]:
+        """A click 1-4 px outside (sometimes 0-1 px inside) an edge of a control, or a slider drag
+        that wanders up to 8 px above or below the slider."""
+        r = self.rng
+        if r.random() < 0.3:
+            return self._slider_drag(off_rect=True)
+        x, y, w, h = LAYOUT.rect(str(r.choice(LAYOUT.controls)))
+        d = int(r.integers(1, 5)) if r.random() < 0.8 else -int(r.integers(0, 2))  # outward distance
+        side = int(r.integers(4))
+        along = r.integers(-2, (w if side < 2 else h) + 2)
+        p = [(x + along, y - d), (x + along, y + h - 1 + d), (x - d, y + along), (x + w - 1 + d, y + along)][side]
+        tx, ty, tw, th = _TOOLBAR
+        return self._click((_clip(p[0], tx, tx + tw - 1), _clip(p[1], ty, ty + th - 1)), "edge_work")
 
     def _button_drag(self) -> list[Sample]:
         name = str(self.rng.choice(LAYOUT.controls[:-1]))
@@ -390,7 +418,7 @@ def record_episode(seed: int, index: int, config: EpisodeConfig = EpisodeConfig(
     rng = episode_rng(seed, index)
     n_steps = int(rng.integers(config.min_steps, config.max_steps + 1))
     app = Minipaint()
-    agent = Agent(rng, app)
+    agent = Agent(rng, app, config.edge_work)
     stream = ActionStream()
     frame = app.reset()
     canvas = slice(_CY, _CY + _CH)

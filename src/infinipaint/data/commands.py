@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="episodes per shard file (default 16; fixed by the first run)")
     g.add_argument("--min-steps", type=int, default=None, help="shortest episode in steps (default 500)")
     g.add_argument("--max-steps", type=int, default=None, help="longest episode in steps (default 1000)")
+    g.add_argument("--edge-work", type=float, default=0.0,
+                   help="weight of clicks and slider drags just outside a control's edge among the UI "
+                        "activities (colour picks: 0.4; default 0: none, the episodes of earlier versions)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.set_defaults(func=cmd_generate)
 
@@ -61,7 +64,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     default = EpisodeConfig()
     try:
-        config = EpisodeConfig(args.min_steps or default.min_steps, args.max_steps or default.max_steps)
+        config = EpisodeConfig(args.min_steps or default.min_steps, args.max_steps or default.max_steps,
+                               args.edge_work)
     except ValueError as e:
         raise CommandError(str(e)) from None
     t0 = time.perf_counter()

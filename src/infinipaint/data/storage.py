@@ -124,6 +124,15 @@ def _parse_arrays(raw: bytes, n: int) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------- writing
+def _config_meta(config: EpisodeConfig) -> dict[str, Any]:
+    """The episode config as stored; `edge_work` only when set, so that datasets written before it
+    existed still match (with it 0, the same episodes are recorded)."""
+    d = asdict(config)
+    if d["edge_work"] == 0:
+        del d["edge_work"]
+    return d
+
+
 def _meta(seed: int, config: EpisodeConfig, episodes_per_shard: int) -> dict[str, Any]:
     """What must match for shards and manifest to belong to one dataset."""
     return {
@@ -131,7 +140,7 @@ def _meta(seed: int, config: EpisodeConfig, episodes_per_shard: int) -> dict[str
         "generator_version": GENERATOR_VERSION,
         "layout_version": LAYOUT_VERSION,
         "seed": int(seed),
-        "config": asdict(config),
+        "config": _config_meta(config),
         "episodes_per_shard": int(episodes_per_shard),
         "zstd_level": ZSTD_LEVEL,
     }
