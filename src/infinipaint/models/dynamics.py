@@ -429,15 +429,15 @@ class LatentCNN(nn.Module):
         of positions with any wrong code after k steps, over the positions the window changes and
         over the others. The noised loss also counts noise the net did not undo; these count only
         its own errors."""
-        from .vae import from_codes, to_codes
+        from .vae import from_codes
 
         levels = self.config.levels
-        z = from_codes(codes[:, 0], levels)
+        pred = codes[:, 0]
         for t in range(k):
-            logits = self.level_logits(z, self.normalize(z), planes[t].float(), toolbars[t])
-            z = from_codes(logits.argmax(dim=2), levels)
+            z = from_codes(pred, levels)
+            pred = self.level_logits(z, self.normalize(z), planes[t].float(), toolbars[t]).argmax(dim=2)
         target = codes[:, k]
-        wrong = (to_codes(z, levels) != target).any(dim=1, keepdim=True).float()
+        wrong = (pred != target).any(dim=1, keepdim=True).float()
         _, wrong_changed, wrong_same = self.balance(wrong, (target != codes[:, 0]).any(dim=1, keepdim=True))
         return {"clean_wrong_changed": float(wrong_changed), "clean_wrong_same": float(wrong_same)}
 
