@@ -10,7 +10,7 @@ import torch
 
 from infinipaint.data import latents
 from infinipaint.data.agents import KINDS
-from infinipaint.data.latents import LatentTransitionDataset, build_latent_cache
+from infinipaint.data.latents import LatentTransitionDataset, MixedWindows, build_latent_cache
 from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError
 from infinipaint.models import vae as vae_files
@@ -159,3 +159,22 @@ def test_warm_reads_the_whole_latent_file_or_declines(cache, monkeypatch):
     assert ds.warm() is None
     monkeypatch.setattr(latents, "available_memory", lambda: None)  # the OS does not say
     assert ds.warm() is None
+
+
+def test_mixed_windows_draw_each_dataset_in_its_share(cache):
+    _, path = cache
+    main = LatentTransitionDataset(path, k=2, oversample={"press_": 10.0})
+    extra = LatentTransitionDataset(path, k=2)
+    mix = MixedWindows([main, extra], [0.8, 0.2])
+    assert len(mix) == 2 * len(main)
+    w = mix.sampling_weights
+    assert np.isclose(w[: len(main)].sum(), 0.8) and np.isclose(w[len(main):].sum(), 0.2)
+    # within a part its own oversampling stands: a press window 10x a plain one
+    assert np.allclose(w[: len(main)] / w[: len(main)].min(), main.sampling_weights)
+    assert np.allclose(w[len(main):], w[len(main)])
+    assert mix.locate(len(main) + 3) == (1, 3)
+    assert torch.equal(mix[len(main) + 3]["z"], extra[3]["z"])
+    with pytest.raises(ValueError, match="sum to 1"):
+        MixedWindows([main, extra], [0.8, 0.3])
+    with pytest.raises(ValueError, match="different lengths"):
+        MixedWindows([main, LatentTransitionDataset(path, k=3)], [0.5, 0.5])

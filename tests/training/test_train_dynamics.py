@@ -80,3 +80,17 @@ def test_evaluate_compares_continuous_and_fsq(small_dataset, vaes, tmp_path):
     for label in {p.name for p in out.iterdir() if p.is_dir()}:
         m = json.loads((out / label / "metrics.json").read_text())
         assert len(m["ssim_mean"]) == 12
+
+
+def test_mix_trains_on_a_second_dataset_and_resumes_with_it(small_dataset, vaes, tmp_path):
+    args = ["--vae", vaes["fsq"], "--steps", "4", "--ckpt-every", "2", "--val-every", "0"]
+    run = tmp_path / "mix"
+    proc = train("dynamics", small_dataset, run, *args, "--mix", f"{small_dataset}=0.25", "--time-limit", "0.0001")
+    assert "mix: " in proc.stdout and "25%" in proc.stdout
+    assert json.loads((run / "config.json").read_text())["train"]["extra"]["mix"] == {str(small_dataset): 0.25}
+    proc = train("dynamics", small_dataset, run, "--vae", vaes["fsq"], "--resume")  # the saved mix
+    assert "mix: " in proc.stdout
+    for bad, message in [("nowhere=0.1", "no dataset directory"), (f"{small_dataset}=1.5", "0 < SHARE < 1"),
+                         (f"{small_dataset}", "DIR=SHARE")]:
+        proc = train("dynamics", small_dataset, tmp_path / "bad", *args, "--mix", bad, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -273,3 +273,55 @@ class LatentTransitionDataset(Dataset):
         stride = max(1, len(self._z) // max_rows)
         z = _as_values(self._z[::stride], self.info)
         return torch.from_numpy(z.mean(axis=(0, 2, 3))), torch.from_numpy(z.std(axis=(0, 2, 3)))
+
+
+class MixedWindows(Dataset):
+    """The windows of several latent datasets, drawn by the training loop in set shares.
+
+        mix = MixedWindows([LatentTransitionDataset(main, k=12), LatentTransitionDataset(edge, k=12)], [0.9, 0.1])
+        mix.sampling_weights   # per window; the windows of part i sum to shares[i]
+
+    Each part keeps its own oversampling: a rare step is as much more likely within its part as
+    it was alone, and the part as a whole is drawn with its share (so a small dataset of edge
+    cases can make a tenth of every batch, whatever its size). Latent statistics are the first
+    part's (the main dataset)."""
+
+    def __init__(self, parts: list[LatentTransitionDataset], shares: list[float]) -> None:
+        if not parts or len(parts) != len(shares):
+            raise ValueError(f"{len(parts)} datasets but {len(shares)} shares")
+        shares = np.asarray(shares, dtype=np.float64)
+        if (shares <= 0).any() or not np.isclose(shares.sum(), 1.0):
+            raise ValueError(f"shares must be positive and sum to 1, got {shares.tolist()}")
+        if len({p.k for p in parts}) != 1:
+            raise ValueError(f"the datasets have windows of different lengths: {[p.k for p in parts]}")
+        if any(len(p) == 0 for p in parts):
+            raise ValueError("a dataset of the mix has no window")
+        self.parts, self.k = parts, parts[0].k
+        self.offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])])
+        weights = []
+        for part, share in zip(parts, shares):
+            w = part.sampling_weights if part.sampling_weights is not None else np.ones(len(part))
+            weights.append(w / w.sum() * share)
+        self.sampling_weights = np.concatenate(weights)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """(part, window within the part) of window i."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} windows")
+        p = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return p, i - int(self.offsets[p])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        p, j = self.locate(i)
+        return self.parts[p][j]
+
+    def warm(self) -> threading.Thread | None:
+        """Warm every part's latents (see `LatentTransitionDataset.warm`); the main part's thread."""
+        threads = [p.warm() for p in self.parts]
+        return threads[0]
+
+    def latent_stats(self, max_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.parts[0].latent_stats(max_rows)

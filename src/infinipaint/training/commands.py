@@ -4,6 +4,7 @@
     infinipaint train vae --data data/cpu --out runs/vae-cpu --resume          # after a kill
     infinipaint train vae --data data/cpu --out runs/vae-cpu --resume --steps 40000
     torchrun --nproc-per-node 8 -m infinipaint.cli train vae --data DIR --preset paper --out runs/p
+    infinipaint train dynamics --data data/cpu --mix data/edge=0.1 --vae weights/cpu --out runs/dyn
 
 Every field of the training config (`--lr`, `--batch-size`, ...) and of the model config
 (`--model-set base=32`, ...) can be overridden on the command line. On `--resume` the run's saved
@@ -38,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vae", required=True, help="trained VAE directory (vae.json + vae.safetensors)")
     p.add_argument("--max-episodes", type=int, default=0,
                    help="encode only the first N train episodes into the latent cache (0: all)")
+    p.add_argument("--mix", action="append", metavar="DIR=SHARE",
+                   help="also train on the train episodes of dataset DIR, drawn as SHARE of the windows (repeatable; "
+                        "--data gets the rest), e.g. --mix data/edge=0.1; kept by --resume")
     p.set_defaults(func=train_dynamics)
 
 
@@ -129,12 +133,31 @@ def train_vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mix_shares(items: list[str]) -> dict[str, float]:
+    """["data/edge=0.1", ...] -> {"data/edge": 0.1}: each a dataset directory and its share of the windows."""
+    mix = {}
+    for item in items:
+        directory, sep, share = item.rpartition("=")
+        try:
+            value = float(share)
+        except ValueError:
+            value = float("nan")
+        if not sep or not directory or not 0 < value < 1:
+            raise CommandError(f"--mix {item!r}: expected DIR=SHARE with 0 < SHARE < 1, e.g. data/edge=0.1")
+        if not Path(directory).is_dir():
+            raise CommandError(f"--mix {item!r}: no dataset directory {directory}")
+        mix[directory] = value
+    if sum(mix.values()) >= 1:
+        raise CommandError(f"--mix: the shares add up to {sum(mix.values()):g}; --data needs some of the windows")
+    return mix
+
+
 def train_dynamics(args: argparse.Namespace) -> int:
     import shutil
 
     import torch
 
-    from infinipaint.data.latents import LatentTransitionDataset, build_latent_cache
+    from infinipaint.data.latents import LatentTransitionDataset, MixedWindows, build_latent_cache
     from infinipaint.data.storage import DatasetReader
     from infinipaint.models import vae as vae_files
     from infinipaint.models.checkpoint import read_info
@@ -152,10 +175,20 @@ def train_dynamics(args: argparse.Namespace) -> int:
         model_cfg = dataclasses.replace(model_cfg, head="levels", levels=vae_info["config"]["fsq_levels"])
     elif model_cfg.head == "levels":
         raise CommandError(f"{args.vae}: head 'levels' needs an FSQ VAE, this one has a continuous latent")
+    if args.mix:  # saved in the train config: a resumed run draws from the same mix
+        cfg = dataclasses.replace(cfg, extra={**cfg.extra, "mix": _mix_shares(args.mix)})
     device = str(runtime(cfg).device)
     train_cache = build_latent_cache(args.data, args.vae, "train", args.max_episodes, device=device)
     # --extra '{"oversample": {"press_": 20}}' draws windows with UI presses 20x more often.
     train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll, oversample=cfg.extra.get("oversample"))
+    if mix := cfg.extra.get("mix"):
+        parts = [LatentTransitionDataset(build_latent_cache(d, args.vae, "train", device=device), k=model_cfg.unroll,
+                                         oversample=cfg.extra.get("oversample")) for d in mix]
+        print("mix: " + ", ".join(f"{d} {share:.0%} ({len(p):,} windows)" for (d, share), p in zip(mix.items(), parts)))
+        try:
+            train_set = MixedWindows([train_set, *parts], [1 - sum(mix.values()), *mix.values()])
+        except ValueError as e:
+            raise CommandError(f"--mix: {e}") from None
     if train_set.warm() is not None:  # windows are drawn at random: read the file into the page cache once
         print(f"reading the latent cache into memory in the background ({train_cache})")
     val_set = None  # small datasets may have no val episode: then no validation
