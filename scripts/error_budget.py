@@ -39,10 +39,13 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch", type=int, default=50)
+    p.add_argument("--keep-margin", type=float, default=None,
+                   help="added to the logit of each latent value staying as it is (default: the model's own)")
+    p.add_argument("--one-step-only", action="store_true", help="skip the free-running rollouts")
     args = p.parse_args()
     eps = dataset_episodes(args.data, args.episodes, args.split, max_steps=args.steps)
-    wm = WorldModel.load(args.model)
-    by_kind = defaultdict(lambda: np.zeros(5))  # kind -> steps, wrong pixels, visible-error steps, missed, spilled
+    wm = WorldModel.load(args.model, keep_margin=args.keep_margin)
+    by_kind = defaultdict(lambda: np.zeros(6))  # kind -> steps, wrong px, visible-error steps, missed, spilled, grown
     marks = [m for m in (25, 50, 100, 250, 500, 1000) if m <= args.steps]
     rows = []  # per episode, per mark: (sum of one-step errors, free-running error, VAE error)
     for e in range(len(eps.keys)):
@@ -64,10 +67,11 @@ def main() -> None:
         free = np.zeros(n + 1)
         z = wm.encode(eps.truth(0, [e]))
         for t in range(1, n + 1):
-            z = wm.advance(z, actions[t - 1:t], actions[t:t + 1])
-            free[t] = wrong_pixels(wm.decode(z), eps.truth(t, [e]))[0]
+            if not args.one_step_only:
+                z = wm.advance(z, actions[t - 1:t], actions[t:t + 1])
+                free[t] = wrong_pixels(wm.decode(z), eps.truth(t, [e]))[0]
             k = by_kind[eps.kinds[e][t]]
-            k += (1, one_step[t], one_step[t] >= 9, missed[t], spilled[t])
+            k += (1, one_step[t], one_step[t] >= 9, missed[t], spilled[t], free[t] - free[t - 1])
         cum = np.cumsum(one_step)
         rows.append([(cum[m], free[m], vae_err[m]) for m in marks])
         print(f"episode {e}: " + "  ".join(f"@{m} {c:.0f}/{f:.0f}" for m, (c, f, _) in zip(marks, rows[-1]))
@@ -80,10 +84,12 @@ def main() -> None:
         print(f"  {m:5d} {c:16.0f} {f:13.0f} {f / max(c, 1):6.2f} {v:10.1f}")
     print("\none-step errors from the true frame, by step kind:")
     print(f"  {'kind':14s} {'steps':>6s} {'wrong px/step':>14s} {'visible (>=9 px)':>17s} "
-          f"{'in what it painted':>19s} {'outside it':>11s}")
-    for kind, (steps, wrong, visible, miss, spill) in sorted(by_kind.items(), key=lambda kv: -kv[1][1]):
+          f"{'in what it painted':>19s} {'outside it':>11s} {'free-running growth':>20s}")
+    for kind, (steps, wrong, visible, miss, spill, grown) in sorted(by_kind.items(), key=lambda kv: -kv[1][1]):
         print(f"  {kind:14s} {steps:6.0f} {wrong / steps:14.2f} {visible / steps:17.1%} "
-              f"{miss / steps:19.2f} {spill / steps:11.2f}")
+              f"{miss / steps:19.2f} {spill / steps:11.2f} {grown / steps:20.2f}")
+    print("(free-running growth: the change of the free-running error at steps of that kind, per step; "
+          "summed over all steps it is the error at the last step)")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ def test_evaluate_end_to_end(tiny_model, eval_dataset, tmp_path, capsys):
                "--split", "all", "--episodes", "3", "--max-steps", "2", "--ceiling-every", "0", "--quiet"])
     assert rc == 0
     assert json.loads((every / "metrics.json").read_text())["data"]["episodes"] == ["3:0", "3:1", "3:2"]
+    assert json.loads((every / "metrics.json").read_text())["model"]["keep_margin"] == 0.0
+    # The keep margin saved with the dynamics can be overridden for a run, and is recorded.
+    rc = main(["evaluate", "--model", str(tiny_model), "--data", str(eval_dataset), "--out", str(every),
+               "--max-steps", "2", "--ceiling-every", "0", "--keep-margin", "1.5", "--quiet"])
+    assert rc == 0 and json.loads((every / "metrics.json").read_text())["model"]["keep_margin"] == 1.5
     capsys.readouterr()
 
 

@@ -127,6 +127,42 @@ def test_levels_head_learns_a_sparse_transition_exactly():
     assert torch.equal(pred, z[:, 1])
 
 
+def test_keep_margin_moves_the_argmax_towards_unchanged_values_when_stepping_only():
+    torch.manual_seed(0)
+    net = levels_net().eval()
+    torch.nn.init.normal_(net.head.weight, std=0.3)  # an untrained net that changes many values
+    z = from_codes(torch.randint(0, LEVELS, (1, 16, 56, 56)), LEVELS)
+    stroke = torch.zeros(1, 4, 56, 56)
+    stroke[:, :, 28, 28] = 1.0
+    changed = [int((net.step(z, stroke) != z).sum())]
+    for margin in (1.0, 3.0, 60.0):
+        net.config.keep_margin = margin
+        changed.append(int((net.step(z, stroke) != z).sum()))
+    assert changed[0] > changed[1] > changed[2] > 0 and changed[3] == 0  # fewer and fewer, then none
+    # training's logits do not see it: the loss is the same with and without a margin
+    zn = net.normalize(z)
+    net.config.keep_margin = 0.0
+    before = net.level_logits(z, zn, stroke)
+    net.config.keep_margin = 3.0
+    assert torch.equal(net.level_logits(z, zn, stroke), before)
+    with pytest.raises(ValueError, match="keep_margin"):
+        DynamicsConfig(keep_margin=-1.0)
+
+
+def test_world_model_overrides_the_saved_keep_margin(tmp_path):
+    from infinipaint.models.checkpoint import read_info, save_weights
+
+    vae = VAE(TINY_FSQ)
+    vae_files.save(vae, tmp_path)
+    net = levels_net(keep_margin=0.5)
+    sha = read_info(tmp_path, "vae")["weights"]["sha256"]
+    save_weights(net, tmp_path, "dynamics", net.config.to_dict(), {"vae_sha256": sha})
+    assert WorldModel.load(tmp_path).dynamics.config.keep_margin == 0.5  # saved with the weights
+    assert WorldModel.load(tmp_path, keep_margin=2.0).dynamics.config.keep_margin == 2.0
+    with pytest.raises(ValueError, match="keep_margin"):
+        WorldModel.load(tmp_path, keep_margin=-0.5)
+
+
 def test_world_model_refuses_mismatched_levels():
     vae = VAE(TINY_FSQ)
     with pytest.raises(CheckpointError, match="levels"):

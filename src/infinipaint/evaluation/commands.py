@@ -79,6 +79,9 @@ def _window(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=None, metavar="CELLS",
                    help="run the dynamics on a window of CELLS latent cells around the cursor "
                         "(default: the crop the model was trained on; 0: the whole map)")
+    p.add_argument("--keep-margin", type=float, default=None, metavar="LOGIT",
+                   help="FSQ dynamics: added to the logit of each latent value staying as it is "
+                        "(default: the one saved with the model)")
 
 
 def _set_threads(n: int) -> None:
@@ -98,7 +101,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_many(args.model, args.data, out=args.out, compare=args.compare, episodes=args.episodes,
                             split=args.split, max_steps=args.max_steps, ceiling_every=args.ceiling_every,
                             strip_episodes=args.strip_episodes, strip_steps=args.strip_steps,
-                            device=args.device, bf16=not args.fp32, progress=not args.quiet, window=args.window)
+                            device=args.device, bf16=not args.fp32, progress=not args.quiet, window=args.window,
+                            keep_margin=args.keep_margin)
     for m in results:
         print(f"{m['model'].get('label', '?')}:")
         for what, _, _, value in comparison_rows(m)[:7]:
@@ -112,7 +116,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     m = rollout(args.model, args.actions, out=args.out, raw=args.raw, start=args.start, save_frames=args.save_frames,
-                device=args.device, bf16=not args.fp32, progress=not args.quiet, window=args.window)
+                device=args.device, bf16=not args.fp32, progress=not args.quiet, window=args.window,
+                keep_margin=args.keep_margin)
     n = len(m["steps"])
     print(f"{n} steps: SSIM step 1 {m['ssim'][0]:.4f}, last {m['ssim'][-1]:.4f}; PSNR step 1 {m['psnr'][0]:.1f} dB, "
           f"last {m['psnr'][-1]:.1f} dB; exact share last {m['exact_share'][-1]:.3f}; written to {args.out}")
@@ -164,7 +169,8 @@ def _bench_model(args: argparse.Namespace, device):
     from .evaluate import load_model
 
     if args.model:
-        return load_model(args.model, str(device), bf16=not args.fp32, window=args.window), f"model {args.model}"
+        wm = load_model(args.model, str(device), bf16=not args.fp32, window=args.window, keep_margin=args.keep_margin)
+        return wm, f"model {args.model}"
     wm = WorldModel(VAE(VAE_PRESETS[args.preset]), LatentCNN(DYNAMICS_PRESETS[args.preset]), device=device,
                     bf16=not args.fp32)
     return wm, f"untrained {args.preset} preset (architecture only)"

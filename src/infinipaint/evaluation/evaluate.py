@@ -91,19 +91,21 @@ def pick_device(name: str) -> str:
     return name
 
 
-def load_model(model_dir: str | Path, device: str = "auto", bf16: bool = True, window: int | None = None):
-    """A WorldModel; `window`: cells of the dynamics window (None: the model's own, 0: whole map)."""
+def load_model(model_dir: str | Path, device: str = "auto", bf16: bool = True, window: int | None = None,
+               keep_margin: float | None = None):
+    """A WorldModel; `window`: cells of the dynamics window (None: the model's own, 0: whole map);
+    `keep_margin`: see `LatentCNN.step` (None: the model's own)."""
     from infinipaint.models.world_model import WorldModel
 
     check_model_dir(model_dir)
-    return WorldModel.load(model_dir, device=pick_device(device), bf16=bf16, window=window)
+    return WorldModel.load(model_dir, device=pick_device(device), bf16=bf16, window=window, keep_margin=keep_margin)
 
 
 def model_info(model_dir: str | Path, wm: Any) -> dict[str, Any]:
     from infinipaint.models.checkpoint import read_info
 
     info: dict[str, Any] = {"dir": str(model_dir), "device": str(wm.device), "bf16": bool(wm.bf16),
-                            "window": int(wm.window)}
+                            "window": int(wm.window), "keep_margin": float(wm.dynamics.config.keep_margin)}
     for name in ("vae", "dynamics"):
         i = read_info(model_dir, name)
         info[name] = {"config": i["config"], "sha256": i["weights"]["sha256"], "meta": i.get("meta", {})}
@@ -186,12 +188,12 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, episodes: int = 20, ou
              split: str = "test", max_steps: int | None = None, ceiling_every: int = 1,
              strip_episodes: int = 3, strip_steps: Sequence[int] | None = None, device: str = "auto",
              bf16: bool = True, progress: bool = True, label: str | None = None,
-             window: int | None = None) -> dict[str, Any]:
+             window: int | None = None, keep_margin: float | None = None) -> dict[str, Any]:
     """Evaluate one world model on held-out episodes; write metrics.json, plots, strips, GIF and
     report.md to `out`; return the metrics. On KeyboardInterrupt, write what was scored, re-raise."""
     from . import report
 
-    wm = load_model(model_dir, device, bf16, window)
+    wm = load_model(model_dir, device, bf16, window, keep_margin)
     eps = dataset_episodes(data_dir, episodes, split, max_steps)
     tracker = Tracker(eps.lengths)
     keep = Keep.plan(eps.lengths, strip_episodes, strip_steps)

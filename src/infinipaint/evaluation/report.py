@@ -257,7 +257,7 @@ def markdown(m: dict[str, Any], title: str, files: dict[str, str]) -> str:
     lines = [f"# {title}", ""]
     lines.append(f"Model `{model.get('dir', '?')}` (VAE `{model.get('vae', {}).get('config', {}).get('preset', '?')}`, "
                  f"dynamics `{model.get('dynamics', {}).get('config', {}).get('preset', '?')}`, device {model.get('device', '?')}, "
-                 f"bf16 {model.get('bf16', '?')}); data `{data.get('dir', data.get('actions', '?'))}` "
+                 f"bf16 {model.get('bf16', '?')}{', keep margin %g' % model['keep_margin'] if model.get('keep_margin') else ''}); data `{data.get('dir', data.get('actions', '?'))}` "
                  f"({data.get('split', 'action file')}: {len(lengths)} episode(s), {min(lengths)}–{max(lengths)} steps); "
                  f"{status}; {m.get('wall_s', 0):.0f} s.")
     lines += ["", "Produced by `infinipaint evaluate` (or `rollout`); every number below is in `metrics.json`.", ""]

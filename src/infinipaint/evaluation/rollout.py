@@ -106,7 +106,7 @@ def start_minipaint(start: str | Path | None) -> tuple[Minipaint, np.ndarray]:
 
 def rollout(model_dir: str | Path, actions_file: str | Path, out: str | Path = "rollout", raw: bool = False,
             start: str | Path | None = None, save_frames: bool = False, device: str = "auto", bf16: bool = True,
-            progress: bool = True, window: int | None = None) -> dict[str, Any]:
+            progress: bool = True, window: int | None = None, keep_margin: float | None = None) -> dict[str, Any]:
     """Replay an action file through Minipaint and the model; write metrics.json, plots, a strip,
     a GIF and report.md (and frames.npz) to `out`; return the metrics."""
     from infinipaint.actions import RESET_ACTION, ActionStream
@@ -118,7 +118,7 @@ def rollout(model_dir: str | Path, actions_file: str | Path, out: str | Path = "
     steps = events if raw else ActionStream.process(events)
     if not steps:
         raise DataError(f"{actions_file}: the events produce no model steps (all inside the dead zone?)")
-    wm = load_model(model_dir, device, bf16, window)
+    wm = load_model(model_dir, device, bf16, window, keep_margin)
     app, first = start_minipaint(start)
     actions = np.asarray([RESET_ACTION, *steps], dtype=np.int64)
     kinds = ["reset"]

@@ -74,6 +74,7 @@ class DynamicsConfig:
     context: int = 0  # width of the toolbar context vector (0: none); see `LatentCNN.toolbar_context`
     context_rows: int = 8  # latent rows of the toolbar (32 px / 4), the context's input
     geometry: bool = False  # also feed the stroke's pixel-precise footprint (`actions.stroke_geometry`)
+    keep_margin: float = 0.0  # head "levels", stepping only: added to the keep bias (see `step`)
 
     def __post_init__(self) -> None:
         self.dilations = tuple(self.dilations) or (1,) * self.blocks
@@ -99,6 +100,8 @@ class DynamicsConfig:
             raise ValueError(f"sched_sampling must be in [0, 1], got {self.sched_sampling}")
         if not 0 <= self.flip_prob < 1:
             raise ValueError(f"flip_prob must be in [0, 1), got {self.flip_prob}")
+        if not 0 <= self.keep_margin < 100:
+            raise ValueError(f"keep_margin must be in [0, 100), got {self.keep_margin}")
         if self.context < 0 or not 2 <= self.context_rows <= 56:
             raise ValueError(f"context must be >= 0 and context_rows 2-56, got {self.context}, {self.context_rows}")
 
@@ -248,7 +251,13 @@ class LatentCNN(nn.Module):
 
     def step(self, z: torch.Tensor, planes: torch.Tensor, toolbar: torch.Tensor | None = None) -> torch.Tensor:
         """Next raw latent for raw (VAE-scale) latents: z + delta, or (levels) the most likely values.
-        z may be a window of the map if `toolbar`, the whole map's raw toolbar strip, is given."""
+        z may be a window of the map if `toolbar`, the whole map's raw toolbar strip, is given.
+
+        Head "levels": `keep_margin` is added to the logit of each current value before the argmax.
+        The balanced loss weighs the few changed positions as much as all unchanged ones, so the
+        trained argmax changes values too readily (stray pixels around strokes, under hovers); the
+        margin moves the decision back towards "unchanged" (`scripts/error_budget.py --keep-margin`
+        measures it)."""
         zn = self.normalize(z.float())
         if toolbar is not None and self.config.context:
             toolbar = self.normalize(toolbar.float())
@@ -256,21 +265,21 @@ class LatentCNN(nn.Module):
             from .vae import from_codes
 
             # argmax over a contiguous last dim: over dim 2 of the (B, C, L, H, W) logits it is ~10x slower
-            logits = self.level_logits(z, zn, planes, toolbar).movedim(2, -1).contiguous()
+            logits = self.level_logits(z, zn, planes, toolbar, self.config.keep_margin).movedim(2, -1).contiguous()
             return from_codes(logits.argmax(dim=-1), self.config.levels)
         return self.denormalize(zn + self(zn, planes, toolbar).float())
 
     def level_logits(self, z: torch.Tensor, zn: torch.Tensor, planes: torch.Tensor,
-                     toolbar: torch.Tensor | None = None) -> torch.Tensor:
+                     toolbar: torch.Tensor | None = None, margin: float = 0.0) -> torch.Tensor:
         """Head "levels": logits (B, C, L, 56, 56) of the next value of each channel, from the raw
-        latent z (its current codes get the keep bias) and its normalised zn (the net's input);
-        `toolbar` as in `forward`."""
+        latent z (its current codes get the keep bias, plus `margin`) and its normalised zn (the
+        net's input); `toolbar` as in `forward`."""
         from .vae import to_codes
 
         b, c, h, w = z.shape
         logits = self(zn, planes, toolbar).float().view(b, c, self.config.levels, h, w)
         current = to_codes(z, self.config.levels).unsqueeze(2)  # (B, C, 1, H, W)
-        return logits.scatter_add(2, current, self.keep_bias.expand(current.shape))
+        return logits.scatter_add(2, current, (self.keep_bias + margin).expand(current.shape))
 
     def toolbar_context(self, toolbar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden, action-feature) biases (B, hidden, 1, 1), (B, action_features, 1, 1) from the

@@ -66,7 +66,7 @@ WINDOW_BELOW = 64  # px: with both cursors at least this far down, the dynamics 
 
 class WorldModel:
     def __init__(self, vae: VAE, dynamics: LatentCNN, device: str | torch.device = "cpu", bf16: bool = True,
-                 window: int | None = None) -> None:
+                 window: int | None = None, keep_margin: float | None = None) -> None:
         if vae.config.latent_channels != dynamics.config.latent_channels:
             raise CheckpointError(f"VAE has {vae.config.latent_channels} latent channels, the dynamics network "
                                   f"{dynamics.config.latent_channels}: they do not belong together")
@@ -84,6 +84,10 @@ class WorldModel:
         self.window = dynamics.config.train_crop if window is None else int(window)
         if not 0 <= self.window <= 56:
             raise ValueError(f"window must be 0 (whole map) or 1-56 cells, got {self.window}")
+        if keep_margin is not None:  # overrides the one saved with the dynamics (see `LatentCNN.step`)
+            if not 0 <= keep_margin < 100:
+                raise ValueError(f"keep_margin must be in [0, 100), got {keep_margin}")
+            self.dynamics.config.keep_margin = float(keep_margin)
         self.latent: torch.Tensor | None = None  # (1, C, 56, 56), float32
         self.frame: np.ndarray | None = None  # the decoded latent (224, 224, 3)
         self.decode_radius = self.vae.decode_radius()  # None: always decode whole frames
@@ -92,7 +96,7 @@ class WorldModel:
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool = True,
-             window: int | None = None) -> "WorldModel":
+             window: int | None = None, keep_margin: float | None = None) -> "WorldModel":
         """Rebuild from `DIR/vae.*` and `DIR/dynamics.*`; refuses a pair that was not trained together."""
         directory = Path(directory)
         if not directory.is_dir():
@@ -110,7 +114,7 @@ class WorldModel:
         elif meta.get("vae_sha256") is not None and meta["vae_sha256"] != vae_info["weights"]["sha256"]:
             raise CheckpointError(f"{directory}: dynamics.safetensors was trained on a different VAE "
                                   f"(sha256 {meta['vae_sha256'][:12]}…, this one is {vae_info['weights']['sha256'][:12]}…)")
-        return cls(vae, load_dynamics(directory), device=device, bf16=bf16, window=window)
+        return cls(vae, load_dynamics(directory), device=device, bf16=bf16, window=window, keep_margin=keep_margin)
 
     # ------------------------------------------------------------------------------ internals
     def _autocast(self):
