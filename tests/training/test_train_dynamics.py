@@ -60,6 +60,31 @@ def test_dynamics_resumes_to_the_same_weights(small_dataset, vaes, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_from_before_a_new_config_field_still_resumes(small_dataset, vaes, tmp_path):
+    """A checkpoint written before `keep_margin` existed resumes with the field's default; one of
+    another shape is still refused."""
+    run = tmp_path / "old"
+    args = ["--vae", vaes["fsq"], "--ckpt-every", "1", "--val-every", "0"]
+    train("dynamics", small_dataset, run, *args, "--steps", "4", "--time-limit", "0.0001")
+    ckpt = run / "ckpt" / "state.pt"
+    for saved in (ckpt, run / "config.json"):  # as the older code wrote them
+        if saved.suffix == ".pt":
+            state = torch.load(saved, weights_only=True)
+            del state["model_config"]["keep_margin"]
+            torch.save(state, saved)
+        else:
+            config = json.loads(saved.read_text())
+            del config["model"]["keep_margin"]
+            saved.write_text(json.dumps(config))
+    train("dynamics", small_dataset, run, "--vae", vaes["fsq"], "--resume", "--time-limit", "0")
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
+    state = torch.load(ckpt, weights_only=True)
+    state["model_config"]["hidden"] += 8
+    torch.save(state, ckpt)
+    proc = train("dynamics", small_dataset, run, "--vae", vaes["fsq"], "--resume", "--steps", "6", check=False)
+    assert proc.returncode == 2 and "different model" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_levels_head_needs_an_fsq_vae(small_dataset, vaes, tmp_path):
     proc = train("dynamics", small_dataset, tmp_path / "x", "--vae", vaes["continuous"],
                  "--model-set", "head=levels", "--model-set", "levels=5", check=False)

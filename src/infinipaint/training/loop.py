@@ -177,6 +177,17 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
 
 
+def _same_model(saved: dict[str, Any], config: Any) -> bool:
+    """Whether a checkpoint's model config is `config`. A field added to the config class after the
+    checkpoint was written takes its default, so an older run still resumes."""
+    try:
+        cls = type(config)
+        restored = cls.from_dict(saved) if hasattr(cls, "from_dict") else cls(**saved)
+    except (TypeError, ValueError):
+        return False
+    return _config_dict(restored) == _config_dict(config)
+
+
 class MetricsLog:
     """metrics.jsonl + TensorBoard, main process only."""
 
@@ -234,7 +245,7 @@ def train(
     start, elapsed = 0, 0.0
     if resume:
         state = load_state(ckpt)
-        if state["component"] != name or state["model_config"] != _config_dict(model.config):
+        if state["component"] != name or not _same_model(state["model_config"], model.config):
             raise CheckpointError(f"{ckpt}: belongs to a different model ({state['component']}, "
                                   f"{state['model_config']}); it cannot be resumed with this one")
         model.load_state_dict(state["model"])
