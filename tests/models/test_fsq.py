@@ -185,3 +185,34 @@ def test_fsq_starts_from_a_continuous_vae(minipaint_frames):
     assert torch.allclose(quant.encode(x), expected, atol=1e-6)
     # the decoder undoes the gain: the same output for a latent in tanh's linear range
     assert torch.allclose(quant.decode_raw(mean * FSQ_INIT_GAIN), cont.decode_raw(mean), atol=1e-4)
+
+
+def test_a_one_by_one_encoder_codes_each_cell_from_its_own_pixels(minipaint_frames):
+    """encoder_kernel=1: painting inside one 4x4 cell changes that cell's code and no other; the
+    3x3 encoder's change spreads to the cells around it."""
+    x = vae_files.frames_to_float(minipaint_frames[:1])
+    y = x.clone()
+    y[:, :, 100:104, 120:124] = 1.0 - y[:, :, 100:104, 120:124]  # cell (25, 30)
+    spread = {}
+    for kernel in (1, 3):
+        torch.manual_seed(0)
+        vae = VAE(VAEConfig(**{**TINY_FSQ.to_dict(), "encoder_kernel": kernel, "fsq_levels": 255})).eval()
+        with torch.no_grad():
+            changed = (vae.encode(x) != vae.encode(y)).any(dim=1)[0]  # (56, 56)
+        spread[kernel] = changed.nonzero().tolist()
+    assert spread[1] == [[25, 30]]
+    assert len(spread[3]) > 1 and [25, 30] in spread[3]
+    with pytest.raises(ValueError, match="encoder_kernel"):
+        VAEConfig(encoder_kernel=1, norm="group", channels=(32,))
+
+
+def test_a_one_by_one_encoder_starts_from_the_centre_taps_of_a_three_by_three_one():
+    from infinipaint.models.vae import initial_state
+
+    torch.manual_seed(0)
+    wide = VAE(TINY_FSQ)
+    local = VAE(VAEConfig(**{**TINY_FSQ.to_dict(), "encoder_kernel": 1}))
+    state = initial_state(local, wide.state_dict(), TINY_FSQ)
+    local.load_state_dict(state)  # strict: every shape fits
+    assert torch.equal(local.encoder.conv_in.weight, wide.encoder.conv_in.weight[..., 1:2, 1:2])
+    assert torch.equal(local.decoder.conv_in.weight, wide.decoder.conv_in.weight)  # the decoder as it was

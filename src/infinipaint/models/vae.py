@@ -44,6 +44,12 @@ Latent kinds (`VAEConfig.latent`):
   rounded to `fsq_levels` evenly spaced values in [-1, 1] (straight-through gradient); no KL. A
   latent is then a grid of integer codes (`to_codes` / `from_codes`), which the `levels` dynamics
   head predicts by classification, so a right prediction reproduces the state exactly.
+
+Cell-local codes (`encoder_kernel=1`, with patch 4 and no normalisation): every encoder conv is
+1x1, so a cell's code is a function of its own 4x4 pixels alone. With the 3x3 encoder of the
+shipped weights a stroke step repaints ~10 cells but changes the codes of ~48 (the codes read
+their neighbours), and the dynamics has to predict all of those; with 1x1 it changes only the
+cells it paints. The decoder keeps its 3x3 convs.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ class VAEConfig:
     output: str = "rgb"  # "rgb" (regress colours) or "palette" (classify each pixel among `palette`)
     palette: tuple[tuple[int, int, int], ...] = ()  # output "palette": the RGB colours (set from the data)
     ce_weight: float = 1.0  # output "palette": weight of the per-pixel cross-entropy
+    encoder_kernel: int = 3  # kernel of every encoder conv; 1 with patch 4: each cell's code is its own pixels' alone
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))  # JSON gives lists
@@ -133,6 +140,12 @@ class VAEConfig:
             raise ValueError("palette colours must be distinct")
         if self.latent not in LATENTS:
             raise ValueError(f"latent must be one of {LATENTS}, got {self.latent!r}")
+        if self.encoder_kernel not in (1, 3):
+            raise ValueError(f"encoder_kernel must be 1 or 3, got {self.encoder_kernel}")
+        if self.encoder_kernel != 3 and self.resample != "shuffle":
+            raise ValueError("encoder_kernel 1 needs resample 'shuffle' (a strided conv reads across cells)")
+        if self.encoder_kernel != 3 and self.norm != "none":
+            raise ValueError("encoder_kernel 1 needs norm 'none' (GroupNorm reads the whole frame)")
         if self.fsq_levels < 3 or self.fsq_levels % 2 == 0:
             raise ValueError(f"fsq_levels must be odd and >= 3, got {self.fsq_levels}")
         if not 0 <= self.crop_on_ink <= 1:
@@ -203,10 +216,16 @@ def fsq_state_from_continuous(state: dict[str, torch.Tensor], latent_channels: i
 def initial_state(model: "VAE", state: dict[str, torch.Tensor], source: VAEConfig) -> dict[str, torch.Tensor]:
     """Trained weights of a VAE with config `source` as the start of `model` (`--init-from`): an fsq
     model takes a continuous one's encoder through `fsq_state_from_continuous`; a model whose output
-    (rgb / palette, or the palette's colours) differs keeps its own fresh output conv."""
+    (rgb / palette, or the palette's colours) differs keeps its own fresh output conv; an encoder of
+    1x1 kernels (`encoder_kernel=1`) takes the centre taps of a 3x3 one."""
     out = dict(state)
     if model.config.latent == "fsq" and source.latent == "continuous":
         out = fsq_state_from_continuous(out, model.config.latent_channels)
+    if model.config.encoder_kernel < source.encoder_kernel:
+        k, c = model.config.encoder_kernel, source.encoder_kernel // 2 - model.config.encoder_kernel // 2
+        for key, w in out.items():
+            if key.startswith("encoder.") and w.dim() == 4 and w.shape[-1] == source.encoder_kernel:
+                out[key] = w[..., c : c + k, c : c + k].clone()
     if (model.config.output, model.config.palette) != (source.output, source.palette):
         own = model.state_dict()
         for key in ("decoder.conv_out.weight", "decoder.conv_out.bias"):
@@ -256,12 +275,12 @@ def normalization(name: str, channels: int) -> nn.Module:
 class ResBlock(nn.Module):
     """Pre-activation residual block: x + conv(act(norm(conv(act(norm(x)))))); the last conv starts at zero."""
 
-    def __init__(self, channels: int, norm: str, act: str) -> None:
+    def __init__(self, channels: int, norm: str, act: str, kernel: int = 3) -> None:
         super().__init__()
         self.norm1, self.act1 = normalization(norm, channels), activation(act)
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
         self.norm2, self.act2 = normalization(norm, channels), activation(act)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 
@@ -270,11 +289,11 @@ class ResBlock(nn.Module):
         return x + self.conv2(self.act2(self.norm2(h)))
 
 
-def downsample(cin: int, cout: int, kind: str) -> nn.Module:
+def downsample(cin: int, cout: int, kind: str, kernel: int = 3) -> nn.Module:
     """Halve the resolution: (B, cin, H, W) -> (B, cout, H/2, W/2)."""
     if kind == "conv":
         return nn.Conv2d(cin, cout, 3, stride=2, padding=1)
-    return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * cin, cout, 3, padding=1))
+    return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * cin, cout, kernel, padding=kernel // 2))
 
 
 def upsample(cin: int, cout: int, kind: str) -> nn.Module:
@@ -287,18 +306,18 @@ def upsample(cin: int, cout: int, kind: str) -> nn.Module:
 class Encoder(nn.Module):
     def __init__(self, c: VAEConfig) -> None:
         super().__init__()
-        ch = c.channels
+        ch, k = c.channels, c.encoder_kernel
         self.unshuffle = nn.PixelUnshuffle(c.patch)
-        self.conv_in = nn.Conv2d(3 * c.patch**2, ch[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(3 * c.patch**2, ch[0], k, padding=k // 2)
         stages: list[nn.Module] = []
         for i, (width, n) in enumerate(zip(ch, c.blocks)):
-            stages += [ResBlock(width, c.norm, c.act) for _ in range(n)]
+            stages += [ResBlock(width, c.norm, c.act, k) for _ in range(n)]
             if i + 1 < len(ch):
-                stages.append(downsample(width, ch[i + 1], c.resample))
+                stages.append(downsample(width, ch[i + 1], c.resample, k))
         self.stages = nn.Sequential(*stages)
         self.norm_out, self.act_out = normalization(c.norm, ch[-1]), activation(c.act)
         outputs = 2 * c.latent_channels if c.latent == "continuous" else c.latent_channels
-        self.conv_out = nn.Conv2d(ch[-1], outputs, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch[-1], outputs, k, padding=k // 2)
         if c.latent == "continuous":
             # Start nearly deterministic: with logvar ~ 0 the sampled z is mostly noise and the first
             # thousand steps go to shrinking it.
