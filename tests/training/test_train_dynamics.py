@@ -85,6 +85,22 @@ def test_a_run_from_before_a_new_config_field_still_resumes(small_dataset, vaes,
     assert proc.returncode == 2 and "different model" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_init_from_weights_of_another_vae_takes_this_latents_statistics(small_dataset, vaes, tmp_path):
+    """--init-from keeps the source's latent normalisation when the VAE is the same, and takes the new
+    latent's own when the source was trained with another encoder (e.g. a cell-local one)."""
+    args = ["--steps", "1", "--val-every", "0"]
+    train("dynamics", small_dataset, tmp_path / "a", "--vae", vaes["fsq"], *args)
+    other = tmp_path / "vae-local"
+    train("vae", small_dataset, other, "--steps", "2", "--init-from", vaes["fsq"], "--model-set", "encoder_kernel=1")
+    same = train("dynamics", small_dataset, tmp_path / "same", "--vae", vaes["fsq"], "--init-from", tmp_path / "a" / "model", *args)
+    moved = train("dynamics", small_dataset, tmp_path / "moved", "--vae", other / "model",
+                  "--init-from", tmp_path / "a" / "model", *args)
+    assert "another VAE encoder" in moved.stdout and "another VAE encoder" not in same.stdout
+    stats = {name: load_weights(tmp_path / name / "model", "dynamics")[0] for name in ("a", "same", "moved")}
+    assert torch.equal(stats["same"]["z_mean"], stats["a"]["z_mean"])
+    assert not torch.equal(stats["moved"]["z_mean"], stats["a"]["z_mean"])
+
+
 def test_levels_head_needs_an_fsq_vae(small_dataset, vaes, tmp_path):
     proc = train("dynamics", small_dataset, tmp_path / "x", "--vae", vaes["continuous"],
                  "--model-set", "head=levels", "--model-set", "levels=5", check=False)

@@ -198,6 +198,12 @@ def train_dynamics(args: argparse.Namespace) -> int:
     model = LatentCNN(model_cfg)
     model.set_latent_stats(*train_set.latent_stats())
     _init_from(model, args.init_from, "dynamics")
+    encoder = vae_files.encoder_sha256(vae_files.load(args.vae))
+    if args.init_from and read_info(args.init_from, "dynamics")["meta"].get("vae_encoder_sha256", encoder) != encoder:
+        # weights trained in another latent space (another VAE): keep their weights, not their
+        # normalisation; this latent's own statistics
+        model.set_latent_stats(*train_set.latent_stats())
+        print(f"--init-from {args.init_from}: trained with another VAE encoder; latent statistics from {args.vae}")
     print(f"dynamics {args.preset}: {model.num_parameters():,} parameters, "
           f"{len(train_set):,} train / {len(val_set or []):,} val windows of {model_cfg.unroll} transitions")
     # The exported model folder is a complete world model: the VAE files sit beside the dynamics.
@@ -208,6 +214,6 @@ def train_dynamics(args: argparse.Namespace) -> int:
     summary = train(model, train_set, val_set, cfg, args.out, "dynamics", resume=args.resume,
                     meta={"data": str(args.data), "preset": args.preset, "vae": str(args.vae),
                           "vae_sha256": vae_info["weights"]["sha256"],
-                          "vae_encoder_sha256": vae_files.encoder_sha256(vae_files.load(args.vae))})
+                          "vae_encoder_sha256": encoder})
     print(json.dumps(summary))
     return 0
