@@ -196,14 +196,14 @@ def train_dynamics(args: argparse.Namespace) -> int:
         val_set = LatentTransitionDataset(build_latent_cache(args.data, args.vae, "val", device=device), k=model_cfg.unroll)
     torch.manual_seed(cfg.seed)
     model = LatentCNN(model_cfg)
-    model.set_latent_stats(*train_set.latent_stats())
     _init_from(model, args.init_from, "dynamics")
     encoder = vae_files.encoder_sha256(vae_files.load(args.vae))
-    if args.init_from and read_info(args.init_from, "dynamics")["meta"].get("vae_encoder_sha256", encoder) != encoder:
-        # weights trained in another latent space (another VAE): keep their weights, not their
-        # normalisation; this latent's own statistics
+    if not args.init_from or read_info(args.init_from, "dynamics")["meta"].get("vae_encoder_sha256", encoder) != encoder:
+        # fresh weights, or weights trained in another latent space (another VAE): this latent's
+        # own statistics, not the source's normalisation
         model.set_latent_stats(*train_set.latent_stats())
-        print(f"--init-from {args.init_from}: trained with another VAE encoder; latent statistics from {args.vae}")
+        if args.init_from:
+            print(f"--init-from {args.init_from}: trained with another VAE encoder; latent statistics from {args.vae}")
     print(f"dynamics {args.preset}: {model.num_parameters():,} parameters, "
           f"{len(train_set):,} train / {len(val_set or []):,} val windows of {model_cfg.unroll} transitions")
     # The exported model folder is a complete world model: the VAE files sit beside the dynamics.
