@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from infinipaint.actions import (
     DEAD_ZONE, LATENT, MAX_STEP, RESET_ACTION, ActionStream, action_planes, encode_action, encode_pair,
-    GEOMETRY_REACH, heatmap_center, latent_coord, pair_planes, stroke_geometry, substeps,
+    GEOMETRY_REACH, brush_footprint, heatmap_center, latent_coord, pair_planes, stroke_geometry, substeps,
 )
 from infinipaint.minipaint import SCREEN, Minipaint
 
@@ -179,3 +179,56 @@ def test_stroke_geometry_marks_the_pixels_minipaint_paints(size):
     assert press[130, 97] == 1 and max(abs(ys - 130).max(), abs(xs - 97).max()) <= GEOMETRY_REACH
     with pytest.raises(ValueError):
         stroke_geometry(torch.zeros(2, 3), torch.zeros(3, 3))
+
+
+def test_brush_sizes_table_is_minipaints_disc_for_every_size():
+    from infinipaint.minipaint import LAYOUT, brush_sizes_table
+
+    table = brush_sizes_table()
+    reach = max(LAYOUT.sizes)
+    assert table.shape == (2 * reach + 1, 2 * reach + 1)
+    for size in (1, 6, 10):  # pygame's disc of radius r spans [-r, r - 1]: off-centre by half a pixel
+        ys, xs = np.nonzero(table <= size)
+        assert (xs.min() - reach, xs.max() - reach, ys.min() - reach, ys.max() - reach) == (-size, size - 1, -size, size - 1)
+    assert table[reach, reach] == 1 and table[0, 0] == reach + 1
+
+
+@pytest.mark.parametrize("size", [1, 4, 6, 10])
+def test_brush_footprint_gives_exactly_the_pixels_minipaint_paints(size):
+    from infinipaint.minipaint.layout import LAYOUT
+
+    rng = np.random.default_rng(size)
+    canvas = np.zeros((SCREEN, SCREEN), dtype=bool)
+    cx, cy, cw, ch = LAYOUT.rect("canvas")
+    canvas[cy:cy + ch, cx:cx + cw] = True
+    threshold = (len(LAYOUT.sizes) + 1 - size) / len(LAYOUT.sizes) - 1e-6
+    app = Minipaint()
+    for _ in range(12):
+        app.reset()
+        x, y = LAYOUT.slider_point(size)
+        app.step((x, y, 1))
+        blank = app.step((x, y, 0))
+        x0, y0 = (int(v) for v in rng.integers(cy + 4, SCREEN - 4, 2))
+        x1, y1 = (int(np.clip(v + d, cy, SCREEN - 1)) for v, d in zip((x0, y0), rng.integers(-12, 13, 2)))
+        press = (app.step((x0, y0, 1)) != blank).any(-1)
+        both = (app.step((x1, y1, 1)) != blank).any(-1)
+        dot = _pixels(brush_footprint(torch.tensor([[x0, y0, 0]]), torch.tensor([[x0, y0, 1]]))[0]) >= threshold
+        seg = _pixels(brush_footprint(torch.tensor([[x0, y0, 1]]), torch.tensor([[x1, y1, 1]]))[0]) >= threshold
+        np.testing.assert_array_equal(dot & canvas, press)
+        np.testing.assert_array_equal((dot | seg) & canvas, both)
+
+
+def test_brush_footprint_batches_long_and_short_strokes_alike():
+    prev = torch.tensor([[20, 60, 1], [100, 100, 1], [100, 100, 0]])
+    nxt = torch.tensor([[200, 210, 1], [105, 96, 1], [30, 30, 1]])
+    together = brush_footprint(prev, nxt)
+    alone = torch.cat([brush_footprint(prev[i:i + 1], nxt[i:i + 1]) for i in range(3)])
+    assert torch.equal(together, alone)  # a long drag widens the window for the batch, changes nothing
+    long = _pixels(together[0])
+    assert long[60, 20] == 1 and long[210, 200] == 1 and long[135, 110] == 1 and long[60, 200] == 0
+    press = _pixels(together[2])
+    ys, xs = np.nonzero(press)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (20, 39, 20, 39)  # the largest disc, at the cursor
+    assert together.min() == 0 and together.max() == 1
+    with pytest.raises(ValueError):
+        brush_footprint(torch.zeros(2, 3), torch.zeros(3, 3))

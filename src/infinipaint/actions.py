@@ -193,6 +193,76 @@ def stroke_geometry(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor
     return near.view(-1, LATENT, SCALE, LATENT, SCALE).permute(0, 2, 4, 1, 3).reshape(-1, GEOMETRY_CHANNELS, LATENT, LATENT)
 
 
+
+def brush_footprint(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor":
+    """Which brush sizes would paint each pixel, exactly as Minipaint rasterises a stroke:
+    (B, 3) x 2 -> (B, 16, 56, 56) in the layout of `stroke_geometry`, each pixel holding
+    `(N + 1 - s_min) / N` where `s_min` is the smallest of the N sizes whose stroke covers it (0 where
+    none does). So brush `s` paints the pixel exactly when the plane reads `>= (N + 1 - s) / N`:
+    one threshold per size, the same everywhere, instead of pygame's off-centre discs and rounded
+    stamps, which a Euclidean distance only approximates (by 12 to 35 px per step).
+
+    A drag (both buttons down) stamps a disc at every rounded pixel step from the previous cursor
+    to this one, as `Minipaint._stroke`; otherwise one disc at this cursor. For each pixel the nearest
+    stamps (by projection on the segment) are looked up in `brush_sizes_table`; steps are at most
+    12 px, and two stamps on each side of the projection are enough for every pixel."""
+    import torch
+
+    from infinipaint.minipaint import LAYOUT
+
+    if prev.shape != next.shape or prev.dim() != 2 or prev.shape[-1] != 3:
+        raise ValueError(f"prev and next must both be (B, 3), got {tuple(prev.shape)}, {tuple(next.shape)}")
+    sizes = len(LAYOUT.sizes)
+    table = torch.as_tensor(_brush_table(), device=prev.device)  # (2R + 1, 2R + 1)
+    reach = (table.shape[0] - 1) // 2
+    a, b = prev.round().long(), next.round().long()
+    drag = (a[:, 2] > 0) & (b[:, 2] > 0)
+    x1, y1 = b[:, 0, None, None], b[:, 1, None, None]  # (B, 1, 1)
+    x0 = torch.where(drag, a[:, 0], b[:, 0])[:, None, None]
+    y0 = torch.where(drag, a[:, 1], b[:, 1])[:, None, None]
+    dx, dy = x1 - x0, y1 - y0
+    n = torch.maximum(dx.abs(), dy.abs())  # stamps 0..n
+    # Only a window around the segment can be painted: on cell boundaries, inside the screen.
+    longest = int(n.max()) if len(n) else 0
+    window = min(SCREEN, SCALE * math.ceil((longest + 2 * reach + SCALE + 1) / SCALE))
+    left = torch.div(torch.minimum(x0, x1) - reach, SCALE, rounding_mode="floor") * SCALE
+    top = torch.div(torch.minimum(y0, y1) - reach, SCALE, rounding_mode="floor") * SCALE
+    left, top = left.clamp(0, SCREEN - window), top.clamp(0, SCREEN - window)
+    span = torch.arange(window, device=prev.device)
+    px, py = left + span.view(1, 1, -1), top + span.view(1, -1, 1)  # (B, 1, W), (B, W, 1)
+    length2 = (dx * dx + dy * dy).clamp(min=1).float()
+    t = (((px - x0) * dx + (py - y0) * dy).float() / length2).clamp(0, 1)
+    centre = (t * n.float()).round().long()  # (B, W, W): the stamp nearest the projection
+    best = torch.full(centre.shape, sizes + 1, dtype=torch.long, device=prev.device)
+    half = (2 * n).clamp(min=1)
+    for k in range(-3, 4):
+        i = torch.minimum((centre + k).clamp(min=0), n)
+        sx = x0 + torch.div(2 * dx * i + n, half, rounding_mode="floor")
+        sy = y0 + torch.div(2 * dy * i + n, half, rounding_mode="floor")
+        ox, oy = px - sx, py - sy
+        inside = (ox.abs() <= reach) & (oy.abs() <= reach)
+        hit = table[(oy.clamp(-reach, reach) + reach), (ox.clamp(-reach, reach) + reach)]
+        best = torch.minimum(best, torch.where(inside, hit, sizes + 1))
+    cover = torch.zeros(len(prev), SCREEN, SCREEN, device=prev.device)  # then the window's values
+    rows = py.expand(-1, -1, window)
+    cols = px.expand(-1, window, -1)
+    batch = torch.arange(len(prev), device=prev.device).view(-1, 1, 1).expand_as(rows)
+    cover[batch, rows, cols] = (sizes + 1 - best).float() / sizes
+    return cover.view(-1, LATENT, SCALE, LATENT, SCALE).permute(0, 2, 4, 1, 3).reshape(-1, GEOMETRY_CHANNELS, LATENT, LATENT)
+
+
+def _brush_table() -> np.ndarray:
+    global _BRUSH_TABLE
+    if _BRUSH_TABLE is None:
+        from infinipaint.minipaint import brush_sizes_table
+
+        _BRUSH_TABLE = brush_sizes_table()
+    return _BRUSH_TABLE
+
+
+_BRUSH_TABLE: np.ndarray | None = None
+
+
 def heatmap_center(plane: np.ndarray) -> tuple[float, float]:
     """Recover the cursor's latent (x, y) from a (56, 56) heatmap.
 

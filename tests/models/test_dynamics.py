@@ -181,6 +181,20 @@ def test_geometry_planes_are_read_beside_the_heatmaps():
     assert net.a_in.weight.grad[:, 4:].abs().sum() > 0  # the geometry planes reach the loss
 
 
+def test_geometry_kind_brush_reads_the_exact_footprint():
+    from dataclasses import replace
+
+    from infinipaint.actions import brush_footprint, stroke_geometry
+
+    cfg = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, geometry=True)
+    prev, nxt = torch.tensor([[60, 100, 1]]), torch.tensor([[67, 104, 1]])
+    assert torch.equal(LatentCNN(cfg).action_input(prev, nxt)[:, 4:], stroke_geometry(prev, nxt))
+    brush = LatentCNN(replace(cfg, geometry_kind="brush"))
+    assert torch.equal(brush.action_input(prev, nxt)[:, 4:], brush_footprint(prev, nxt))
+    with pytest.raises(ValueError, match="geometry_kind"):
+        DynamicsConfig(preset="tiny", geometry_kind="circle")
+
+
 def test_geometry_model_starts_from_one_without_it_and_predicts_the_same():
     from dataclasses import replace
 

@@ -87,6 +87,28 @@ def validate_action(action: Any, clip: bool = False) -> Action:
     return x, y, down
 
 
+def brush_sizes_table(sizes: Sequence[int] = LAYOUT.sizes) -> np.ndarray:
+    """For every pixel offset `(dy, dx)` from a stamp centre, the smallest brush size whose disc
+    (as `_stroke` draws it) covers that pixel: an int array `(2 R + 1, 2 R + 1)`, `R = max(sizes)`,
+    indexed `[dy + R, dx + R]`; `max(sizes) + 1` where no size reaches. Discs grow with the size, so
+    a pixel is painted by brush `s` exactly when the table reads `<= s`."""
+    reach = max(sizes)
+    side = 2 * reach + 3  # a pixel of margin: pygame's discs are not centred on the pixel
+    table = np.full((side, side), reach + 1, dtype=np.int64)
+    larger = np.ones((side, side), dtype=bool)
+    for size in sorted(sizes, reverse=True):
+        surface = pygame.Surface((side, side))
+        surface.fill((0, 0, 0))
+        pygame.draw.circle(surface, (255, 255, 255), (side // 2, side // 2), size)
+        disc = pygame.surfarray.array3d(surface)[:, :, 0].T > 0  # (y, x)
+        if (disc & ~larger).any():
+            raise RuntimeError(f"pygame's disc of radius {size} is not inside the larger ones")
+        table[disc], larger = size, disc
+    if table[0].min() <= reach or table[:, 0].min() <= reach:
+        raise RuntimeError("a disc reached the table's margin")
+    return table[1:-1, 1:-1]
+
+
 class Minipaint:
     """The paint program. `step` returns a fresh uint8 copy of the screen every time."""
 

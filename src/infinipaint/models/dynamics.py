@@ -33,7 +33,10 @@ Two inputs beyond the write-up's, off by default (`context` is on in the `cpu` p
   cells from the colour swatches, so without it a new stroke's colour, tool and size are guesses.
 - `geometry`: `actions.stroke_geometry`, 16 planes giving, for each pixel of each cell, how near it
   is to the segment the brush sweeps this step, so the footprint is known to the pixel and not only
-  to the fraction of a cell that the heatmaps give.
+  to the fraction of a cell that the heatmaps give. `geometry_kind=brush` gives instead
+  `actions.brush_footprint`: per pixel, which brush sizes would paint it, exactly as Minipaint
+  rasterises the stroke (pygame's discs are off-centre by half a pixel and not round), so a
+  pixel is painted when its plane clears one threshold per size.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import torch.nn.functional as F
 ACTION_CHANNELS = 4
 HEADS = ("delta", "levels")
 NORMS = ("group", "channel")
+GEOMETRY_KINDS = ("distance", "brush")
 
 
 @dataclass
@@ -74,6 +78,7 @@ class DynamicsConfig:
     context: int = 0  # width of the toolbar context vector (0: none); see `LatentCNN.toolbar_context`
     context_rows: int = 8  # latent rows of the toolbar (32 px / 4), the context's input
     geometry: bool = False  # also feed the stroke's pixel-precise footprint (`actions.stroke_geometry`)
+    geometry_kind: str = "distance"  # "distance" (`stroke_geometry`) or "brush" (`brush_footprint`, exact)
     keep_margin: float = 0.0  # head "levels", stepping only: added to the keep bias (see `step`)
 
     def __post_init__(self) -> None:
@@ -102,6 +107,8 @@ class DynamicsConfig:
             raise ValueError(f"flip_prob must be in [0, 1), got {self.flip_prob}")
         if not 0 <= self.keep_margin < 100:
             raise ValueError(f"keep_margin must be in [0, 100), got {self.keep_margin}")
+        if self.geometry_kind not in GEOMETRY_KINDS:
+            raise ValueError(f"geometry_kind must be one of {GEOMETRY_KINDS}, got {self.geometry_kind!r}")
         if self.context < 0 or not 2 <= self.context_rows <= 56:
             raise ValueError(f"context must be >= 0 and context_rows 2-56, got {self.context}, {self.context_rows}")
 
@@ -214,11 +221,14 @@ class LatentCNN(nn.Module):
 
     def action_input(self, prev: torch.Tensor, next: torch.Tensor) -> torch.Tensor:
         """The action planes this net reads for the transition prev -> next ((B, 3) each):
-        (B, action_channels, 56, 56) = `pair_planes` (+ `stroke_geometry` with `geometry`)."""
-        from infinipaint.actions import pair_planes, stroke_geometry
+        (B, action_channels, 56, 56) = `pair_planes` (+ `stroke_geometry` or `brush_footprint` with `geometry`)."""
+        from infinipaint.actions import brush_footprint, pair_planes, stroke_geometry
 
         planes = pair_planes(prev, next)
-        return torch.cat([planes, stroke_geometry(prev, next)], dim=1) if self.config.geometry else planes
+        if not self.config.geometry:
+            return planes
+        footprint = brush_footprint if self.config.geometry_kind == "brush" else stroke_geometry
+        return torch.cat([planes, footprint(prev, next)], dim=1)
 
     def set_progress(self, progress: float) -> None:
         self.progress = float(progress)
