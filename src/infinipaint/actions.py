@@ -35,6 +35,7 @@ up): the `a_prev` of the first step of every episode.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -189,8 +190,7 @@ def stroke_geometry(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor
     t = ((rx * dx + ry * dy) / (dx * dx + dy * dy).clamp(min=1e-6)).clamp(0, 1)
     d = torch.sqrt((rx - t * dx) ** 2 + (ry - t * dy) ** 2)  # (B, 224, 224)
     near = (1 - d / GEOMETRY_REACH).clamp(min=0)
-    # (B, 56, 4, 56, 4) -> (B, 4, 4, 56, 56) -> (B, 16, 56, 56)
-    return near.view(-1, LATENT, SCALE, LATENT, SCALE).permute(0, 2, 4, 1, 3).reshape(-1, GEOMETRY_CHANNELS, LATENT, LATENT)
+    return _cell_planes(near)
 
 
 
@@ -205,7 +205,8 @@ def brush_footprint(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor
     A drag (both buttons down) stamps a disc at every rounded pixel step from the previous cursor
     to this one, as `Minipaint._stroke`; otherwise one disc at this cursor. For each pixel the nearest
     stamps (by projection on the segment) are looked up in `brush_sizes_table`; steps are at most
-    12 px, and two stamps on each side of the projection are enough for every pixel."""
+    12 px, and three stamps on each side of the projection are enough for every pixel (two miss
+    a few pixels of pygame's radius-6 disc)."""
     import torch
 
     from infinipaint.minipaint import LAYOUT
@@ -248,19 +249,20 @@ def brush_footprint(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor
     cols = px.expand(-1, window, -1)
     batch = torch.arange(len(prev), device=prev.device).view(-1, 1, 1).expand_as(rows)
     cover[batch, rows, cols] = (sizes + 1 - best).float() / sizes
-    return cover.view(-1, LATENT, SCALE, LATENT, SCALE).permute(0, 2, 4, 1, 3).reshape(-1, GEOMETRY_CHANNELS, LATENT, LATENT)
+    return _cell_planes(cover)
 
 
+@functools.lru_cache(maxsize=1)
 def _brush_table() -> np.ndarray:
-    global _BRUSH_TABLE
-    if _BRUSH_TABLE is None:
-        from infinipaint.minipaint import brush_sizes_table
+    from infinipaint.minipaint import brush_sizes_table
 
-        _BRUSH_TABLE = brush_sizes_table()
-    return _BRUSH_TABLE
+    return brush_sizes_table()
 
 
-_BRUSH_TABLE: np.ndarray | None = None
+def _cell_planes(pixels: "torch.Tensor") -> "torch.Tensor":
+    """(B, 224, 224) -> (B, 16, 56, 56): plane `SCALE * dy + dx` holds pixel (4 i + dy, 4 j + dx) of cell (i, j)."""
+    # (B, 56, 4, 56, 4) -> (B, 4, 4, 56, 56) -> (B, 16, 56, 56)
+    return pixels.view(-1, LATENT, SCALE, LATENT, SCALE).permute(0, 2, 4, 1, 3).reshape(-1, GEOMETRY_CHANNELS, LATENT, LATENT)
 
 
 def heatmap_center(plane: np.ndarray) -> tuple[float, float]:

@@ -1,11 +1,11 @@
 """The world: Minipaint, its layout and its Gymnasium environment."""
 
-from .app import TOOLS, Minipaint, brush_sizes_table, MinipaintState, Snapshot, validate_action
+from .app import TOOLS, Minipaint, MinipaintState, Snapshot, brush_sizes_table, validate_action
 from .layout import COLORS, LAYOUT, LAYOUT_VERSION, SCREEN, Layout
 
 __all__ = [
     "COLORS", "LAYOUT", "LAYOUT_VERSION", "SCREEN", "TOOLS",
-    "Layout", "Minipaint", "brush_sizes_table", "MinipaintState", "Snapshot", "validate_action",
+    "Layout", "Minipaint", "MinipaintState", "Snapshot", "brush_sizes_table", "validate_action",
 ]
 
 from .env import MinipaintEnv, register as _register_env  # noqa: E402
