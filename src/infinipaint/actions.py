@@ -190,7 +190,7 @@ def stroke_geometry(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor
     t = ((rx * dx + ry * dy) / (dx * dx + dy * dy).clamp(min=1e-6)).clamp(0, 1)
     d = torch.sqrt((rx - t * dx) ** 2 + (ry - t * dy) ** 2)  # (B, 224, 224)
     near = (1 - d / GEOMETRY_REACH).clamp(min=0)
-    return _cell_planes(near)
+    return cell_planes(near)
 
 
 
@@ -249,7 +249,7 @@ def brush_footprint(prev: "torch.Tensor", next: "torch.Tensor") -> "torch.Tensor
     cols = px.expand(-1, window, -1)
     batch = torch.arange(len(prev), device=prev.device).view(-1, 1, 1).expand_as(rows)
     cover[batch, rows, cols] = (sizes + 1 - best).float() / sizes
-    return _cell_planes(cover)
+    return cell_planes(cover)
 
 
 @functools.lru_cache(maxsize=1)
@@ -259,10 +259,17 @@ def _brush_table() -> np.ndarray:
     return brush_sizes_table()
 
 
-def _cell_planes(pixels: "torch.Tensor") -> "torch.Tensor":
-    """(B, 224, 224) -> (B, 16, 56, 56): plane `SCALE * dy + dx` holds pixel (4 i + dy, 4 j + dx) of cell (i, j)."""
-    # (B, 56, 4, 56, 4) -> (B, 4, 4, 56, 56) -> (B, 16, 56, 56)
-    return pixels.view(-1, LATENT, SCALE, LATENT, SCALE).permute(0, 2, 4, 1, 3).reshape(-1, GEOMETRY_CHANNELS, LATENT, LATENT)
+def cell_planes(pixels: "torch.Tensor") -> "torch.Tensor":
+    """(B, 4h, 4w) -> (B, 16, h, w): plane `SCALE * dy + dx` holds pixel (4 i + dy, 4 j + dx) of cell (i, j)."""
+    b, h, w = pixels.shape[0], pixels.shape[-2] // SCALE, pixels.shape[-1] // SCALE
+    # (B, h, 4, w, 4) -> (B, 4, 4, h, w) -> (B, 16, h, w)
+    return pixels.reshape(b, h, SCALE, w, SCALE).permute(0, 2, 4, 1, 3).reshape(b, SCALE * SCALE, h, w)
+
+
+def cell_pixels(planes: "torch.Tensor") -> "torch.Tensor":
+    """The inverse of `cell_planes`: (B, 16, h, w) -> (B, 4h, 4w)."""
+    b, h, w = planes.shape[0], planes.shape[-2], planes.shape[-1]
+    return planes.reshape(b, SCALE, SCALE, h, w).permute(0, 3, 1, 4, 2).reshape(b, h * SCALE, w * SCALE)
 
 
 def heatmap_center(plane: np.ndarray) -> tuple[float, float]:

@@ -107,7 +107,7 @@ def test_latent_crops_follow_the_cursor_and_channel_norm_is_crop_invariant():
     net = LatentCNN(cfg)
     z = torch.randn(64, 3, 16, 56, 56)
     actions = torch.tensor([[0, 0, 0], [200, 40, 1], [204, 44, 1]]).repeat(64, 1, 1)
-    crops, planes, toolbars, k = net.windows({"z": z, "actions": actions})
+    crops, planes, toolbars, k, _ = net.windows({"z": z, "actions": actions})
     assert toolbars == [None, None]  # no toolbar context
     assert k == 2 and crops.shape == (64, 3, 16, 16, 16) and planes[0].shape == (64, 4, 16, 16)
     # most crops hold the cursor (latent (50.5, 10.5)): the next action's heatmap peaks inside
@@ -144,7 +144,7 @@ def test_toolbar_context_reaches_every_position_and_crops_take_the_whole_strip()
             net(zz[..., 30:50, 10:38], pp[..., 30:50, 10:38])  # a crop must be given the strip
     z = torch.randn(4, 3, 16, 56, 56)
     actions = torch.tensor([[0, 0, 0], [100, 200, 1], [104, 204, 1]]).repeat(4, 1, 1)
-    crops, planes, toolbars, k = net.windows({"z": z, "actions": actions})
+    crops, planes, toolbars, k, _ = net.windows({"z": z, "actions": actions})
     assert crops.shape[-1] == 16 and [tuple(t.shape) for t in toolbars] == [(4, 16, 8, 56)] * 2
     assert torch.equal(toolbars[1], z[:, 1, :, :8])  # the input frame's strip of each transition
     net.train()
@@ -174,7 +174,7 @@ def test_geometry_planes_are_read_beside_the_heatmaps():
     torch.nn.init.normal_(net.head.weight, std=0.1)  # zero-initialised: no gradient would pass it
     z = torch.randn(4, 3, 16, 56, 56)
     actions = torch.tensor([[0, 0, 0], [100, 200, 1], [104, 204, 1]]).repeat(4, 1, 1)
-    _, crops, _, _ = net.windows({"z": z, "actions": actions})
+    _, crops, _, _, _ = net.windows({"z": z, "actions": actions})
     assert crops[0].shape == (4, 20, 16, 16)
     loss, _ = net.loss({"z": z, "actions": actions})
     loss.backward()

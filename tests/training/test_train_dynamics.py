@@ -135,3 +135,26 @@ def test_mix_trains_on_a_second_dataset_and_resumes_with_it(small_dataset, vaes,
                          (f"{small_dataset}", "DIR=SHARE")]:
         proc = train("dynamics", small_dataset, tmp_path / "bad", *args, "--mix", bad, check=False)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_paint_head_trains_on_the_datasets_frames(small_dataset, vaes, tmp_path):
+    """`--paint`: the palette comes from the VAE, the head learns from the frames, and the saved
+    pair rolls out; a VAE that does not decode to a palette is refused."""
+    vae = tmp_path / "vae"
+    train("vae", small_dataset, vae, "--steps", "2", "--model-set", "latent=fsq", "--model-set", "output=palette",
+          "--model-set", "encoder_kernel=1")
+    geometry = ["--model-set", "geometry=true", "--model-set", "geometry_kind=brush"]
+    run = tmp_path / "dyn"
+    train("dynamics", small_dataset, run, "--vae", vae / "model", "--paint", *geometry, "--steps", "6",
+          "--log-every", "2", "--model-set", "unroll=2")
+    palette = json.loads((vae / "model" / "vae.json").read_text())["config"]["palette"]
+    config = json.loads((run / "model" / "dynamics.json").read_text())["config"]
+    assert config["paint_palette"] == palette
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["paint_nll_near"] >= 0 for r in rows if r["split"] == "train")
+    wm = WorldModel.load(run / "model", bf16=False)
+    frame = wm.reset(torch.full((224, 224, 3), 255, dtype=torch.uint8).numpy())
+    assert wm.step((100, 100, 1)).shape == frame.shape
+    proc = train("dynamics", small_dataset, tmp_path / "rgb", "--vae", vaes["fsq"], "--paint", *geometry,
+                 "--steps", "1", check=False)
+    assert proc.returncode != 0 and "needs a palette VAE" in proc.stderr

@@ -182,13 +182,17 @@ def _reusable(out: Path, old: dict | None, keys: list[str]) -> tuple[np.ndarray 
 class LatentTransitionDataset(Dataset):
     """Windows of K transitions over a latent cache: z[t:t+K+1], actions[t:t+K+1] of one episode."""
 
-    def __init__(self, cache: str | Path, k: int = 1, oversample: dict[str, float] | None = None) -> None:
+    def __init__(self, cache: str | Path, k: int = 1, oversample: dict[str, float] | None = None,
+                 frames: str | Path | None = None) -> None:
         """`oversample` maps a step kind ("press_pen", "erase", ...; prefix "press_" matches every
         press) to a weight: windows whose transitions include such a step are drawn that many times
-        more often by the training loop (`sampling_weights`)."""
+        more often by the training loop (`sampling_weights`). `frames`: the dataset the cache was
+        built from; each item then also holds the window's frames ("frames", uint8 (K+1, 224, 224,
+        3); the paint head's targets)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.cache, self.k = Path(cache), k
+        self.frames = None if frames is None else DatasetReader(frames)
         try:
             self.info = json.loads((self.cache / "index.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -238,7 +242,12 @@ class LatentTransitionDataset(Dataset):
         r = self.row(i)
         z = _as_values(self._z[r : r + self.k + 1], self.info)  # (K+1, C, 56, 56)
         a = self._actions[r : r + self.k + 1].astype(np.int64)  # (K+1, 3)
-        return {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
+        item = {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
+        if self.frames is not None:
+            e = int(np.searchsorted(self.first_row, r, side="right")) - 1
+            key, t = self.info["keys"][e], r - int(self.first_row[e])
+            item["frames"] = torch.from_numpy(np.stack([self.frames.frame(key, t + j) for j in range(self.k + 1)]))
+        return item
 
     def warm(self, chunk: int = 16 << 20) -> threading.Thread | None:
         """Read the latents file once, front to back, in a background thread, when it fits in the

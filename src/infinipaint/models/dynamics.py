@@ -37,6 +37,17 @@ Two inputs beyond the write-up's, off by default (`context` is on in the `cpu` p
   `actions.brush_footprint`: per pixel, which brush sizes would paint it, exactly as Minipaint
   rasterises the stroke (pygame's discs are off-centre by half a pixel and not round), so a
   pixel is painted when its plane clears one threshold per size.
+
+The paint head (`paint_palette`, the VAE's colours: `train dynamics --paint`; it needs the levels
+head, a palette VAE with cell-local codes and `geometry_kind=brush`): a stroke step that covers
+part of a cell gives it a code that the encoder assigns to a mixed 4x4 pattern, and the levels head
+got ~30 % of such cells wrong. So the head also says, per position, whether the step paints, with
+which brush size and in which colour (`paint_probs`); with the footprint this gives each pixel's
+probability of being painted. `WorldModel.advance` recolours the painted pixels of the current
+frame and encodes those cells again: right pixels give exactly the right code. Canvas codes change
+only there (`paint_owns_canvas`: Minipaint draws nothing else on the canvas); the toolbar is still
+the levels head's. Loss: each canvas pixel's next colour, p(new) = p(keep) [old == new] + p(paint)
+p(colour = new), averaged over the pixels near the stroke and apart over the rest (`paint_loss`).
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ACTION_CHANNELS = 4
+BRUSH_SIZES = 10  # Minipaint's brush sizes (LAYOUT.sizes), which `actions.brush_footprint` encodes
 HEADS = ("delta", "levels")
 NORMS = ("group", "channel")
 GEOMETRY_KINDS = ("distance", "brush")
@@ -80,6 +92,10 @@ class DynamicsConfig:
     geometry: bool = False  # also feed the stroke's pixel-precise footprint (`actions.stroke_geometry`)
     geometry_kind: str = "distance"  # "distance" (`stroke_geometry`) or "brush" (`brush_footprint`, exact)
     keep_margin: float = 0.0  # head "levels", stepping only: added to the keep bias (see `step`)
+    paint_palette: tuple = ()  # the VAE's palette (RGB triples): a paint head for the canvas (see `paint_probs`); () = none
+    paint_weight: float = 1.0  # weight of the paint head's loss
+    paint_margin: float = 0.0  # stepping only: a pixel is painted when its logit exceeds this
+    paint_owns_canvas: bool = True  # stepping only: canvas codes change only where the paint head paints
 
     def __post_init__(self) -> None:
         self.dilations = tuple(self.dilations) or (1,) * self.blocks
@@ -109,6 +125,14 @@ class DynamicsConfig:
             raise ValueError(f"keep_margin must be in [0, 100), got {self.keep_margin}")
         if self.geometry_kind not in GEOMETRY_KINDS:
             raise ValueError(f"geometry_kind must be one of {GEOMETRY_KINDS}, got {self.geometry_kind!r}")
+        self.paint_palette = tuple(tuple(int(v) for v in rgb) for rgb in self.paint_palette)
+        if self.paint_palette:
+            if self.head != "levels" or not self.geometry or self.geometry_kind != "brush":
+                raise ValueError("the paint head needs head 'levels' and geometry=true with geometry_kind=brush")
+            if len(self.paint_palette) < 2 or any(len(c) != 3 or not all(0 <= v < 256 for v in c) for c in self.paint_palette):
+                raise ValueError(f"paint_palette must be >= 2 RGB triples in 0-255, got {self.paint_palette}")
+        if self.paint_weight < 0 or abs(self.paint_margin) >= 100:
+            raise ValueError(f"paint_weight must be >= 0 and |paint_margin| < 100, got {self.paint_weight}, {self.paint_margin}")
         if self.context < 0 or not 2 <= self.context_rows <= 56:
             raise ValueError(f"context must be >= 0 and context_rows 2-56, got {self.context}, {self.context_rows}")
 
@@ -206,11 +230,23 @@ class LatentCNN(nn.Module):
         nn.init.zeros_(self.head.bias)
         if c.head == "levels":  # logit bonus of the current value: "nothing changes" until learned otherwise
             self.keep_bias = nn.Parameter(torch.tensor(4.0))
+        if c.paint_palette:  # per position: does the step paint, with which brush size, in which colour
+            self.paint_head = nn.Conv2d(c.hidden, 1 + BRUSH_SIZES + len(c.paint_palette), 3, padding=1)
+            nn.init.zeros_(self.paint_head.weight)
+            if c.context:  # brush size and colour are global: also read them off the toolbar context
+                self.paint_global = nn.Linear(c.context, BRUSH_SIZES + len(c.paint_palette))
+                nn.init.zeros_(self.paint_global.weight)
+                nn.init.zeros_(self.paint_global.bias)
+            with torch.no_grad():  # untrained: nothing is painted
+                self.paint_head.bias.zero_()
+                self.paint_head.bias[0] = -8.0
+            self._palette_lut: torch.Tensor | None = None
         # Per-channel latent statistics of the training data: the net works on normalised latents,
         # so noise, the change threshold and the loss mean the same for any VAE.
         self.register_buffer("z_mean", torch.zeros(c.latent_channels))
         self.register_buffer("z_std", torch.ones(c.latent_channels))
         self.block_norms: list[float] = []  # per-block activation RMS of the last forward (viewer)
+        self.context_vector: torch.Tensor | None = None  # the toolbar context of the last forward (B, context)
         self.progress = 1.0  # share of training done (set by the training loop): drives scheduled sampling
 
     @property
@@ -268,26 +304,121 @@ class LatentCNN(nn.Module):
         trained argmax changes values too readily (stray pixels around strokes, under hovers); the
         margin moves the decision back towards "unchanged" (`scripts/error_budget.py --keep-margin`
         measures it)."""
+        return self.predict(z, planes, toolbar)[0]
+
+    def predict(self, z: torch.Tensor, planes: torch.Tensor,
+                toolbar: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """`step`'s next latent, and with a paint head what it paints: (pixels (B, 16, H, W) bool, in
+        the layout of `actions.brush_footprint`, and the colour of each cell (B, H, W), an index into
+        `paint_palette`); None without one. The canvas cells it paints get their codes from the VAE
+        encoder (`WorldModel.advance`), not from the levels head."""
         zn = self.normalize(z.float())
         if toolbar is not None and self.config.context:
             toolbar = self.normalize(toolbar.float())
         if self.config.head == "levels":
             from .vae import from_codes
 
+            features = self.features(zn, planes, toolbar)
             # argmax over a contiguous last dim: over dim 2 of the (B, C, L, H, W) logits it is ~10x slower
-            logits = self.level_logits(z, zn, planes, toolbar, self.config.keep_margin).movedim(2, -1).contiguous()
-            return from_codes(logits.argmax(dim=-1), self.config.levels)
-        return self.denormalize(zn + self(zn, planes, toolbar).float())
+            logits = self.level_logits(z, zn, planes, toolbar, self.config.keep_margin, features)
+            codes = logits.movedim(2, -1).contiguous().argmax(dim=-1)
+            paint = None
+            if self.config.paint_palette:
+                log_paint, log_keep, colour = self.paint_probs(features, planes)
+                paint = (log_paint - log_keep > self.config.paint_margin, colour.argmax(dim=1))
+            return from_codes(codes, self.config.levels), paint
+        return self.denormalize(zn + self(zn, planes, toolbar).float()), None
+
+    # ------------------------------------------------------------------------------ paint head
+    def paint_probs(self, features: torch.Tensor, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Paint head: (log p(painted), log p(not painted)) of each pixel of each cell (B, 16, H, W),
+        and colour logits (B, P, H, W) over `paint_palette`.
+
+        The head gives per position a gate (does this step paint here), a distribution over the
+        brush sizes and one over the colours (with `context`, plus global logits read off the toolbar
+        context vector of the same forward: what is selected is one state for the whole screen); the stroke's exact `brush_footprint` (the last 16
+        action planes) says which sizes would paint each pixel (size s: where the plane reads
+        >= (11 - s) / 10), so p(painted) = sigmoid(gate) * p(size >= the smallest that covers it). The
+        net only has to tell whether the pen paints and what is selected; the footprint does the
+        geometry, to the pixel."""
+        from infinipaint.actions import GEOMETRY_CHANNELS
+
+        out = self.paint_head(features).float()
+        if self.config.context:  # global logits of the brush size and colour, from the toolbar context
+            glob = self.paint_global(self.context_vector.float())[:, :, None, None]
+            out = torch.cat([out[:, :1], out[:, 1:] + glob], dim=1)
+        gate, size_logits, colour = out[:, :1], out[:, 1 : 1 + BRUSH_SIZES], out[:, 1 + BRUSH_SIZES :]
+        # at_least[:, j] = p(size >= j + 1); index BRUSH_SIZES (no size covers the pixel): 0
+        at_least = size_logits.softmax(dim=1).flip(1).cumsum(dim=1).flip(1)
+        at_least = torch.cat([at_least, torch.zeros_like(at_least[:, :1])], dim=1)
+        footprint = planes[:, -GEOMETRY_CHANNELS:].float()
+        smallest = (BRUSH_SIZES + 1 - BRUSH_SIZES * footprint).round().long().clamp(1, BRUSH_SIZES + 1)
+        covered = at_least.gather(1, smallest - 1).clamp(0, 1)  # (B, 16, H, W)
+        log_paint = F.logsigmoid(gate) + covered.clamp(min=1e-12).log()
+        log_keep = torch.log1p(-log_paint.exp().clamp(max=1 - 1e-7))
+        return log_paint, log_keep, colour
+
+    def palette_cells(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (..., 224, 224, 3) -> palette indices per cell (..., 16, 56, 56) (int64; -1:
+        a colour not in `paint_palette`)."""
+        from infinipaint.actions import cell_planes
+
+        if self._palette_lut is None or self._palette_lut.device != frames.device:
+            lut = torch.full((1 << 24,), -1, dtype=torch.int8, device=frames.device)
+            for i, (r, g, b) in enumerate(self.config.paint_palette):
+                lut[(r << 16) | (g << 8) | b] = i
+            self._palette_lut = lut
+        f = frames.to(torch.int32)
+        idx = self._palette_lut[(f[..., 0] << 16) | (f[..., 1] << 8) | f[..., 2]].long()
+        cells = cell_planes(idx.reshape(-1, *idx.shape[-2:]))  # (N, 16, 56, 56)
+        return cells.view(*idx.shape[:-2], *cells.shape[1:])
+
+    def paint_loss(self, features: torch.Tensor, planes: torch.Tensor, old: torch.Tensor, new: torch.Tensor,
+                   canvas: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Negative log-likelihood of each canvas pixel's next colour `new` (B, 16, H, W) given its
+        colour `old` (palette indices; -1 is left out): p(new) = p(keep) [old == new] + p(paint)
+        p(colour = new), so a pixel already of the brush colour is right either way. `canvas` (B, 1,
+        H, W) bool: the cells it covers (the toolbar is the levels head's).
+
+        Averaged over the pixels near the stroke (inside the largest brush's footprint, or changed)
+        and, apart, over all others, then the two means averaged. Near the stroke every pixel weighs
+        the same, so painting one pixel too many costs as much as one too few: the levels loss's
+        balance (changed against all unchanged) would make a stray pixel 10,000 times cheaper than a
+        missed one, and the head would paint the largest brush it could be."""
+        from infinipaint.actions import GEOMETRY_CHANNELS
+
+        log_paint, log_keep, colour_logits = self.paint_probs(features, planes)
+        valid = canvas & (old >= 0) & (new >= 0)
+        target = new.clamp(min=0)
+        lp_paint = log_paint + _gather_colour(colour_logits, target)
+        lp_keep = torch.where(old == new, log_keep, torch.full_like(log_keep, -1e4))
+        nll = -torch.logaddexp(lp_paint, lp_keep)
+        changed = (old != new) & valid
+        near = (planes[:, -GEOMETRY_CHANNELS:] > 0) | changed
+        loss, l_near, l_far = self.balance(nll, near & valid, valid)
+        with torch.no_grad():
+            pred = torch.where(log_paint > log_keep, colour_logits.argmax(dim=1, keepdim=True), old)
+            wrong = pred != new
+            same = valid & ~changed
+            logs = {"paint_nll_near": float(l_near.detach()), "paint_nll_far": float(l_far.detach()),
+                    "paint_wrong_changed": float((wrong & changed).sum() / changed.sum().clamp(min=1)),
+                    "paint_wrong_same": float((wrong & same).sum() / same.sum().clamp(min=1)),
+                    "paint_wrong_near_same": float((wrong & same & near).sum() / (same & near).sum().clamp(min=1))}
+        return loss, logs
 
     def level_logits(self, z: torch.Tensor, zn: torch.Tensor, planes: torch.Tensor,
-                     toolbar: torch.Tensor | None = None, margin: float = 0.0) -> torch.Tensor:
+                     toolbar: torch.Tensor | None = None, margin: float = 0.0,
+                     features: torch.Tensor | None = None) -> torch.Tensor:
         """Head "levels": logits (B, C, L, 56, 56) of the next value of each channel, from the raw
         latent z (its current codes get the keep bias, plus `margin`) and its normalised zn (the
-        net's input); `toolbar` as in `forward`."""
+        net's input); `toolbar` as in `forward`; `features`: those of (zn, planes, toolbar), if
+        already computed."""
         from .vae import to_codes
 
         b, c, h, w = z.shape
-        logits = self(zn, planes, toolbar).float().view(b, c, self.config.levels, h, w)
+        if features is None:
+            features = self.features(zn, planes, toolbar)
+        logits = self.head(features).float().view(b, c, self.config.levels, h, w)
         current = to_codes(z, self.config.levels).unsqueeze(2)  # (B, C, 1, H, W)
         return logits.scatter_add(2, current, (self.keep_bias + margin).expand(current.shape))
 
@@ -297,7 +428,9 @@ class LatentCNN(nn.Module):
         rows = self.config.context_rows
         if toolbar.shape[-2:] != (rows, 56):
             raise ValueError(f"toolbar strip must be (B, C, {rows}, 56), got {tuple(toolbar.shape)}")
-        g = self.context_net(toolbar)[:, :, None, None]
+        vector = self.context_net[:-1](toolbar)  # (B, context)
+        self.context_vector = vector  # the paint head's global brush size and colour read it
+        g = self.context_net[-1](vector)[:, :, None, None]
         return g[:, : self.config.hidden], g[:, self.config.hidden :]
 
     def forward(self, z: torch.Tensor, planes: torch.Tensor, toolbar: torch.Tensor | None = None) -> torch.Tensor:
@@ -307,6 +440,10 @@ class LatentCNN(nn.Module):
         With `context`, `toolbar` is the normalised toolbar strip of the whole latent (B, C,
         context_rows, 56); None takes it from z, which must then be the whole latent (training on
         crops passes it)."""
+        return self.head(self.features(z, planes, toolbar))
+
+    def features(self, z: torch.Tensor, planes: torch.Tensor, toolbar: torch.Tensor | None = None) -> torch.Tensor:
+        """The last feature map (B, hidden, 56, 56), which the heads read; arguments as `forward`."""
         h = self.z_in(z) + self.a_in(planes)  # (B, hidden, 56, 56)
         if self.config.context:
             if toolbar is None:
@@ -323,7 +460,7 @@ class LatentCNN(nn.Module):
             h = block(h, a, scale_shift)
             norms.append(h.detach().float().pow(2).mean().sqrt())
         self.block_norms = [float(n) for n in norms] if not self.training else []
-        return self.head(F.silu(self.out_norm(h)))  # (B, C, 56, 56)
+        return F.silu(self.out_norm(h))
 
     def ada_inputs(self, a: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per block, the (1 + scale, shift) inputs of its two AdaGNs, stacked (B, 2 * hidden, H, W),
@@ -341,13 +478,16 @@ class LatentCNN(nn.Module):
 
     # --------------------------------------------------------------------------------- loss
     @staticmethod
-    def balance(err: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def balance(err: torch.Tensor, changed: torch.Tensor,
+                valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, mean over changed, mean over unchanged) of a per-position error (B, 1, H, W): the
-        two means averaged; a side with no positions in the batch contributes nothing."""
+        two means averaged; a side with no positions in the batch contributes nothing. `valid`
+        (bool, as `changed`): the positions counted (None: all)."""
         mask = changed.float()
-        n_changed, n_same = mask.sum(), (1 - mask).sum()
+        rest = 1 - mask if valid is None else (valid & ~changed).float()
+        n_changed, n_same = mask.sum(), rest.sum()
         l_changed = (err * mask).sum() / n_changed.clamp(min=1)
-        l_same = (err * (1 - mask)).sum() / n_same.clamp(min=1)
+        l_same = (err * rest).sum() / n_same.clamp(min=1)
         loss = l_same if n_changed == 0 else l_changed if n_same == 0 else 0.5 * (l_changed + l_same)
         return loss, l_changed, l_same
 
@@ -369,20 +509,27 @@ class LatentCNN(nn.Module):
         b, t = zs.shape[:2]
         return self.normalize(zs.flatten(0, 1)).unflatten(0, (b, t))
 
-    def windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], list, int]:
+    def windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], list, int, dict]:
         """(latents (B, K+1, C, h, w), action planes for each of the k trained transitions
         [(B, 4, h, w)], the true toolbar strips of their inputs, normalised, [(B, C, context_rows,
-        56)] (or [None] * k without `context`), k) of a batch; with `train_crop` > 0, h = w = train_crop
-        cells around the cursor's path over the window (the changes are there), each sample
-        cropped on its own."""
+        56)] (or [None] * k without `context`), k, paint targets) of a batch; with `train_crop` > 0,
+        h = w = train_crop cells around the cursor's path over the window (the changes are there),
+        each sample cropped on its own. Paint targets, with a paint head and `batch["frames"]`
+        (uint8 (B, K+1, 224, 224, 3)): {"cells": palette indices (B, K+1, 16, h, w), "canvas":
+        (B, 1, h, w) bool, the cells below the toolbar}; else {}."""
         z, actions = batch["z"], batch["actions"]
         k = min(self.config.unroll, actions.shape[1] - 1)
         planes = [self.action_input(actions[:, t], actions[:, t + 1]).to(z.dtype) for t in range(k)]
         rows = self.config.context_rows
         toolbars = [self.normalize(z[:, t, :, :rows].float()) if self.config.context else None for t in range(k)]
+        paint = {}
+        if self.config.paint_palette and "frames" in batch:
+            canvas = torch.ones(z.shape[0], 1, *z.shape[-2:], dtype=torch.bool, device=z.device)
+            canvas[:, :, :rows] = False
+            paint = {"cells": self.palette_cells(batch["frames"][:, : k + 1]), "canvas": canvas}
         size, full = self.config.train_crop, z.shape[-1]
         if size == 0 or size >= full:
-            return z, planes, toolbars, k
+            return z, planes, toolbars, k, paint
         centre = actions[:, 1 : k + 1, :2].float().mean(dim=1) * full / 224.0  # (B, 2) latent x, y
         centre = centre + torch.randn_like(centre) * size / 6  # vary where the cursor sits in the crop
         anywhere = torch.rand(centre.shape[0], device=centre.device) < 0.25  # and some crops far from it
@@ -393,7 +540,7 @@ class LatentCNN(nn.Module):
         def crop(t: torch.Tensor) -> torch.Tensor:
             return torch.stack([t[i, ..., y : y + size, x : x + size] for i, (x, y) in enumerate(zip(x0, y0))])
 
-        return crop(z), [crop(p) for p in planes], toolbars, k
+        return crop(z), [crop(p) for p in planes], toolbars, k, {key: crop(v) for key, v in paint.items()}
 
     def balanced_ce(self, logits: torch.Tensor, target: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Head "levels": cross-entropy per position (mean over channels), averaged over changed and
@@ -412,7 +559,7 @@ class LatentCNN(nn.Module):
         from .vae import from_codes, to_codes
 
         levels = self.config.levels
-        zs, all_planes, toolbars, k = self.windows(batch)
+        zs, all_planes, toolbars, k, paint = self.windows(batch)
         codes = to_codes(zs, levels)  # (B, K+1, C, H, W)
         values = from_codes(torch.arange(levels, device=codes.device), levels).view(1, 1, levels, 1, 1)
         z = from_codes(codes[:, 0], levels)
@@ -426,9 +573,15 @@ class LatentCNN(nn.Module):
                 noisy = (z + flip * sign * 2 / (levels - 1)).clamp(-1, 1)
             else:
                 noisy = z
-            logits = self.level_logits(noisy.detach(), self.normalize(noisy), planes, toolbars[t])
+            features = self.features(self.normalize(noisy), planes, toolbars[t])
+            logits = self.level_logits(noisy.detach(), None, planes, features=features)
             target = codes[:, t + 1]
             loss_t, logs_t = self.balanced_ce(logits, target, (target != codes[:, t]).any(dim=1, keepdim=True))
+            if paint:  # the true pixels before and after (not the unrolled state's: the footprint is the lesson)
+                cells = paint["cells"]
+                paint_t, paint_logs = self.paint_loss(features, planes, cells[:, t], cells[:, t + 1], paint["canvas"])
+                loss_t = loss_t + self.config.paint_weight * paint_t
+                logs_t.update(paint_logs)
             total = total + loss_t / k
             if t == 0:
                 logs.update(logs_t)
@@ -471,7 +624,7 @@ class LatentCNN(nn.Module):
         """
         if self.config.head == "levels":
             return self.loss_levels(batch)
-        raw, all_planes, toolbars, k = self.windows(batch)
+        raw, all_planes, toolbars, k, _ = self.windows(batch)
         zs = self.normalize_seq(raw.float())
         z = zs[:, 0]
         total = torch.zeros((), device=zs.device)
@@ -490,6 +643,12 @@ class LatentCNN(nn.Module):
         return total, logs
 
 
+def _gather_colour(colour_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """log p(colour = target) per pixel: colour logits (B, P, H, W) shared by a cell's 16 pixels,
+    targets (B, 16, H, W) -> (B, 16, H, W)."""
+    return colour_logits.log_softmax(dim=1).gather(1, target)
+
+
 # The convolutions that read the action planes: the only weights whose shape `geometry` changes.
 ACTION_INPUT_WEIGHTS = ("a_in.weight", "a_features.0.weight")
 
@@ -498,7 +657,9 @@ def initial_state(model: LatentCNN, state: dict[str, torch.Tensor], source: Dyna
     """Trained weights of a network with config `source` as the start of `model` (`--init-from`).
     A model that also reads the stroke geometry (`--model-set geometry=true`) where the source did
     not gets the source's action convolutions with zero weights for the new planes appended, so it
-    starts out predicting exactly what the source predicts and learns what the planes add."""
+    starts out predicting exactly what the source predicts and learns what the planes add. A model
+    with a paint head (`--paint`) where the source had none gets the head untrained (it paints
+    nothing until it learns to)."""
     out = dict(state)
     if model.config.geometry and not source.geometry:
         own = model.state_dict()
@@ -506,4 +667,9 @@ def initial_state(model: LatentCNN, state: dict[str, torch.Tensor], source: Dyna
             w = out[key]
             extra = own[key].shape[1] - w.shape[1]
             out[key] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
+    own = model.state_dict()
+    for head in ("paint_head.", "paint_global."):
+        if any(own[k].shape != out.get(k, own[k][:0]).shape for k in own if k.startswith(head)):
+            # a new paint head (or one of another shape): its untrained start
+            out.update({k: v for k, v in own.items() if k.startswith(head)})
     return out

@@ -75,6 +75,10 @@ class WorldModel:
             raise CheckpointError(f"the dynamics network classifies {dynamics.config.levels} FSQ levels, the VAE has "
                                   f"{'a continuous latent' if not fsq_levels else f'{fsq_levels} levels'}: "
                                   "they do not belong together")
+        palette = tuple(map(tuple, vae.config.palette or ())) if vae.config.output == "palette" else ()
+        if dynamics.config.paint_palette and dynamics.config.paint_palette != palette:
+            raise CheckpointError("the dynamics network paints in a palette the VAE does not decode to: "
+                                  "they do not belong together")
         self.device = torch.device(device)
         self.vae = vae.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).to(memory_format=torch.channels_last).eval()
@@ -141,8 +145,13 @@ class WorldModel:
             return self._frames_out(z)
 
     @torch.no_grad()
-    def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """One latent step for a batch: z (B, C, 56, 56), prev/action (B, 3) -> next z (float32)."""
+    def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor,
+                frames: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+        """One latent step for a batch: z (B, C, 56, 56), prev/action (B, 3) -> next z (float32).
+
+        With a paint head, the canvas cells it paints are encoded from their pixels: the frames
+        of z (uint8 (B, 224, 224, 3), as `decode` gives them) with the painted pixels recoloured;
+        `frames` None decodes the cells needed."""
         prev, action = prev.to(self.device), action.to(self.device)
         planes = self.dynamics.action_input(prev, action).contiguous(memory_format=torch.channels_last)
         n, w = z.shape[-1], self.window
@@ -153,18 +162,65 @@ class WorldModel:
         windowed = (torch.minimum(prev[:, 1], action[:, 1]) >= WINDOW_BELOW) if 0 < w < n else None
         with self._autocast():
             if windowed is None or not windowed.any():
-                return self.dynamics.step(z, planes).float()
-            out = z.float().clone()
-            whole = (~windowed).nonzero()[:, 0]
-            if len(whole):
-                out[whole] = self.dynamics.step(z[whole], planes[whole]).float()
-            self._step_windows(z, planes, prev, action, windowed.nonzero()[:, 0].tolist(), out)
+                out, paint = self.dynamics.predict(z, planes)
+                out = out.float()
+            else:
+                out = z.float().clone()
+                paint = None
+                if self.dynamics.config.paint_palette:
+                    paint = (torch.zeros(z.shape[0], 16, n, n, dtype=torch.bool, device=z.device),
+                             torch.zeros(z.shape[0], n, n, dtype=torch.long, device=z.device))
+                whole = (~windowed).nonzero()[:, 0]
+                if len(whole):
+                    pred, p = self.dynamics.predict(z[whole], planes[whole])
+                    out[whole] = pred.float()
+                    if paint is not None:
+                        paint[0][whole], paint[1][whole] = p
+                self._step_windows(z, planes, prev, action, windowed.nonzero()[:, 0].tolist(), out, paint)
+            if paint is not None:
+                self._paint(z, out, *paint, frames)
             return out
 
+    def _paint(self, z: torch.Tensor, out: torch.Tensor, pixels: torch.Tensor, colour: torch.Tensor,
+               frames: np.ndarray | torch.Tensor | None) -> None:
+        """Write into `out` the codes of the canvas cells that the paint head paints (`pixels` (B,
+        16, 56, 56) bool, `colour` (B, 56, 56) palette indices): each such cell's pixels, from
+        `frames` or decoded from z, recoloured where painted and encoded again (the encoder is
+        cell-local, so right pixels give exactly the right code). With `paint_owns_canvas`, the
+        other canvas cells keep their codes from z, whatever the levels head predicted."""
+        from infinipaint.actions import cell_pixels, cell_planes
+
+        rows = self.dynamics.config.context_rows
+        if self.dynamics.config.paint_owns_canvas:  # Minipaint's canvas changes only under the brush
+            out[:, :, rows:] = z[:, :, rows:].float()
+        pixels = pixels.clone()
+        pixels[:, :, :rows] = False  # the toolbar is the levels head's
+        cells = pixels.any(dim=1)  # (B, 56, 56)
+        if not cells.any():
+            return
+        n, s = z.shape[-1], SCREEN // z.shape[-1]
+        r = n if self.decode_radius is None else self.decode_radius
+        palette = torch.tensor(self.dynamics.config.paint_palette, dtype=torch.float32, device=z.device) / 255.0
+        for b in cells.any(dim=(1, 2)).nonzero()[:, 0].tolist():
+            ys, xs = cells[b].nonzero(as_tuple=True)
+            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+            if frames is not None:
+                f = torch.as_tensor(frames[b][y0 * s : y1 * s, x0 * s : x1 * s], device=z.device)
+                old = self.dynamics.palette_cells(f[None]).clamp(min=0)
+            else:  # decode the box with the cells around it that its pixels depend on
+                wy0, wy1, wx0, wx1 = max(y0 - r, 0), min(y1 + r, n), max(x0 - r, 0), min(x1 + r, n)
+                idx = self.vae.decode_raw(z[b : b + 1, :, wy0:wy1, wx0:wx1]).argmax(dim=1)
+                old = cell_planes(idx[:, (y0 - wy0) * s : (y1 - wy0) * s, (x0 - wx0) * s : (x1 - wx0) * s])
+            box = (slice(b, b + 1), slice(None), slice(y0, y1), slice(x0, x1))
+            new = torch.where(pixels[box], colour[b : b + 1, None, y0:y1, x0:x1], old)
+            rgb = palette[cell_pixels(new)].permute(0, 3, 1, 2)  # (1, 3, 4h, 4w)
+            codes = self.vae.encode(rgb).float()[0]
+            out[b, :, y0:y1, x0:x1] = torch.where(cells[b, y0:y1, x0:x1], codes, out[b, :, y0:y1, x0:x1])
+
     def _step_windows(self, z: torch.Tensor, planes: torch.Tensor, prev: torch.Tensor, action: torch.Tensor,
-                      idx: list[int], out: torch.Tensor) -> None:
+                      idx: list[int], out: torch.Tensor, paint: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Samples `idx` of a batch: the dynamics on the window centred between their two cursors,
-        written into `out`; the toolbar strip comes from the whole map."""
+        written into `out` (and what it paints into `paint`); the toolbar strip comes from the whole map."""
         n, w = z.shape[-1], self.window
         centre = (prev[idx, :2] + action[idx, :2]).float() / (2 * SCREEN / n)  # latent (x, y)
         x0 = (centre[:, 0] - w / 2).round().clamp(0, n - w).long().tolist()
@@ -175,9 +231,11 @@ class WorldModel:
             parts = [t[i, :, y : y + w, x : x + w] for i, y, x in boxes]
             return torch.stack(parts).contiguous(memory_format=torch.channels_last)
 
-        pred = self.dynamics.step(crop(z), crop(planes), z[idx, :, : self.dynamics.config.context_rows]).float()
+        pred, p = self.dynamics.predict(crop(z), crop(planes), z[idx, :, : self.dynamics.config.context_rows])
         for k, (i, y, x) in enumerate(boxes):
-            out[i, :, y : y + w, x : x + w] = pred[k]
+            out[i, :, y : y + w, x : x + w] = pred[k].float()
+            if paint is not None:
+                paint[0][i, :, y : y + w, x : x + w], paint[1][i, y : y + w, x : x + w] = p[0][k], p[1][k]
 
     # -------------------------------------------------------------------------- interactive
     def reset(self, frame: np.ndarray) -> np.ndarray:
@@ -194,7 +252,7 @@ class WorldModel:
             raise RuntimeError("call reset(frame) before step()")
         action = validate_action(action)
         prev = torch.tensor([self.prev_action])
-        nxt = self.advance(self.latent, prev, torch.tensor([action]))
+        nxt = self.advance(self.latent, prev, torch.tensor([action]), self.frame[None])
         self.last_delta = nxt - self.latent
         self.frame = self._redraw(self.latent, nxt)
         self.latent = nxt
@@ -234,7 +292,7 @@ class WorldModel:
         prev = torch.tensor([RESET_ACTION] * len(first_frames))
         out = np.empty((a.shape[0], a.shape[1], SCREEN, SCREEN, 3), dtype=np.uint8)
         for t in range(a.shape[1]):
-            z = self.advance(z, prev, a[:, t])
+            z = self.advance(z, prev, a[:, t], out[:, t - 1] if t else None)
             out[:, t] = self.decode(z)
             prev = a[:, t]
         return out

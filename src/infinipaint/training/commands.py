@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mix", action="append", metavar="DIR=SHARE",
                    help="also train on the train episodes of dataset DIR, drawn as SHARE of the windows (repeatable; "
                         "--data gets the rest), e.g. --mix data/edge=0.1; kept by --resume")
+    p.add_argument("--paint", action="store_true",
+                   help="add the paint head (palette VAE, FSQ latent, --model-set geometry=true geometry_kind=brush): "
+                        "canvas cells it paints are encoded from pixels; trains on the dataset's frames too")
     p.set_defaults(func=train_dynamics)
 
 
@@ -175,15 +178,27 @@ def train_dynamics(args: argparse.Namespace) -> int:
         model_cfg = dataclasses.replace(model_cfg, head="levels", levels=vae_info["config"]["fsq_levels"])
     elif model_cfg.head == "levels":
         raise CommandError(f"{args.vae}: head 'levels' needs an FSQ VAE, this one has a continuous latent")
+    if getattr(args, "paint", False) and not model_cfg.paint_palette:
+        if vae_info["config"].get("output") != "palette":
+            raise CommandError(f"{args.vae}: --paint needs a palette VAE (output 'palette')")
+        try:
+            model_cfg = dataclasses.replace(model_cfg, paint_palette=tuple(map(tuple, vae_info["config"]["palette"])))
+        except ValueError as e:
+            raise CommandError(f"--paint: {e}") from None
+    if model_cfg.paint_palette and [list(c) for c in model_cfg.paint_palette] != vae_info["config"].get("palette"):
+        raise CommandError(f"{args.vae}: the paint head's palette is not this VAE's")
+    frames = args.data if model_cfg.paint_palette else None  # the paint head learns from pixels
     if args.mix:  # saved in the train config: a resumed run draws from the same mix
         cfg = dataclasses.replace(cfg, extra={**cfg.extra, "mix": _mix_shares(args.mix)})
     device = str(runtime(cfg).device)
     train_cache = build_latent_cache(args.data, args.vae, "train", args.max_episodes, device=device)
     # --extra '{"oversample": {"press_": 20}}' draws windows with UI presses 20x more often.
-    train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll, oversample=cfg.extra.get("oversample"))
+    train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll, oversample=cfg.extra.get("oversample"),
+                                        frames=frames)
     if mix := cfg.extra.get("mix"):
         parts = [LatentTransitionDataset(build_latent_cache(d, args.vae, "train", device=device), k=model_cfg.unroll,
-                                         oversample=cfg.extra.get("oversample")) for d in mix]
+                                         oversample=cfg.extra.get("oversample"), frames=d if frames else None)
+                 for d in mix]
         print("mix: " + ", ".join(f"{d} {share:.0%} ({len(p):,} windows)" for (d, share), p in zip(mix.items(), parts)))
         try:
             train_set = MixedWindows([train_set, *parts], [1 - sum(mix.values()), *mix.values()])
@@ -193,7 +208,8 @@ def train_dynamics(args: argparse.Namespace) -> int:
         print(f"reading the latent cache into memory in the background ({train_cache})")
     val_set = None  # small datasets may have no val episode: then no validation
     if DatasetReader(args.data).keys("val"):
-        val_set = LatentTransitionDataset(build_latent_cache(args.data, args.vae, "val", device=device), k=model_cfg.unroll)
+        val_set = LatentTransitionDataset(build_latent_cache(args.data, args.vae, "val", device=device), k=model_cfg.unroll,
+                                          frames=frames)
     torch.manual_seed(cfg.seed)
     model = LatentCNN(model_cfg)
     _init_from(model, args.init_from, "dynamics")
