@@ -231,20 +231,23 @@ class LatentTransitionDataset(Dataset):
 
     def row(self, i: int) -> int:
         """Cache row of the first frame of window i."""
+        return self.locate(i)[1]
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """(episode index, cache row of the first frame) of window i."""
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} windows")
         e = int(np.searchsorted(self.offsets, i, side="right")) - 1
-        return int(self.first_row[e] + i - self.offsets[e])
+        return e, int(self.first_row[e] + i - self.offsets[e])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if self._z is None:
             self._open()
-        r = self.row(i)
+        e, r = self.locate(i)
         z = _as_values(self._z[r : r + self.k + 1], self.info)  # (K+1, C, 56, 56)
         a = self._actions[r : r + self.k + 1].astype(np.int64)  # (K+1, 3)
         item = {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
         if self.frames is not None:
-            e = int(np.searchsorted(self.first_row, r, side="right")) - 1
             key, t = self.info["keys"][e], r - int(self.first_row[e])
             item["frames"] = torch.from_numpy(np.stack([self.frames.frame(key, t + j) for j in range(self.k + 1)]))
         return item

@@ -59,8 +59,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from infinipaint.minipaint.layout import LAYOUT
+
 ACTION_CHANNELS = 4
-BRUSH_SIZES = 10  # Minipaint's brush sizes (LAYOUT.sizes), which `actions.brush_footprint` encodes
+BRUSH_SIZES = len(LAYOUT.sizes)  # Minipaint's brush sizes, which `actions.brush_footprint` encodes
 HEADS = ("delta", "levels")
 NORMS = ("group", "channel")
 GEOMETRY_KINDS = ("distance", "brush")
@@ -390,7 +392,7 @@ class LatentCNN(nn.Module):
         log_paint, log_keep, colour_logits = self.paint_probs(features, planes)
         valid = canvas & (old >= 0) & (new >= 0)
         target = new.clamp(min=0)
-        lp_paint = log_paint + _gather_colour(colour_logits, target)
+        lp_paint = log_paint + colour_logits.log_softmax(dim=1).gather(1, target)  # one colour per cell
         lp_keep = torch.where(old == new, log_keep, torch.full_like(log_keep, -1e4))
         nll = -torch.logaddexp(lp_paint, lp_keep)
         changed = (old != new) & valid
@@ -641,12 +643,6 @@ class LatentCNN(nn.Module):
             z = self.feed(pred, target)
         logs[f"loss_step{k}"] = float(loss_t.detach())
         return total, logs
-
-
-def _gather_colour(colour_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """log p(colour = target) per pixel: colour logits (B, P, H, W) shared by a cell's 16 pixels,
-    targets (B, 16, H, W) -> (B, 16, H, W)."""
-    return colour_logits.log_softmax(dim=1).gather(1, target)
 
 
 # The convolutions that read the action planes: the only weights whose shape `geometry` changes.

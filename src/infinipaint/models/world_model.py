@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from infinipaint.actions import RESET_ACTION
+from infinipaint.actions import RESET_ACTION, cell_pixels, cell_planes
 from infinipaint.errors import CheckpointError
 from infinipaint.minipaint import SCREEN, validate_action
 
@@ -188,8 +188,6 @@ class WorldModel:
         `frames` or decoded from z, recoloured where painted and encoded again (the encoder is
         cell-local, so right pixels give exactly the right code). With `paint_owns_canvas`, the
         other canvas cells keep their codes from z, whatever the levels head predicted."""
-        from infinipaint.actions import cell_pixels, cell_planes
-
         rows = self.dynamics.config.context_rows
         if self.dynamics.config.paint_owns_canvas:  # Minipaint's canvas changes only under the brush
             out[:, :, rows:] = z[:, :, rows:].float()

@@ -178,11 +178,11 @@ def train_dynamics(args: argparse.Namespace) -> int:
         model_cfg = dataclasses.replace(model_cfg, head="levels", levels=vae_info["config"]["fsq_levels"])
     elif model_cfg.head == "levels":
         raise CommandError(f"{args.vae}: head 'levels' needs an FSQ VAE, this one has a continuous latent")
-    if getattr(args, "paint", False) and not model_cfg.paint_palette:
+    if args.paint and not model_cfg.paint_palette:
         if vae_info["config"].get("output") != "palette":
             raise CommandError(f"{args.vae}: --paint needs a palette VAE (output 'palette')")
         try:
-            model_cfg = dataclasses.replace(model_cfg, paint_palette=tuple(map(tuple, vae_info["config"]["palette"])))
+            model_cfg = dataclasses.replace(model_cfg, paint_palette=vae_info["config"]["palette"])
         except ValueError as e:
             raise CommandError(f"--paint: {e}") from None
     if model_cfg.paint_palette and [list(c) for c in model_cfg.paint_palette] != vae_info["config"].get("palette"):
