@@ -13,6 +13,7 @@ from infinipaint.data.agents import KINDS
 from infinipaint.data.latents import LatentTransitionDataset, MixedWindows, build_latent_cache
 from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError
+from infinipaint.minipaint import LAYOUT
 from infinipaint.models import vae as vae_files
 from infinipaint.models.vae import VAE, VAE_PRESETS
 
@@ -178,3 +179,46 @@ def test_mixed_windows_draw_each_dataset_in_its_share(cache):
         MixedWindows([main, extra], [0.8, 0.3])
     with pytest.raises(ValueError, match="different lengths"):
         MixedWindows([main, LatentTransitionDataset(path, k=3)], [0.5, 0.5])
+
+
+def test_selection_labels_replay_what_each_step_selected(cache):
+    _, path = cache
+    labels = latents.selection_labels(path)
+    kinds = np.load(path / "kinds.npy")
+    starts = np.asarray(json.loads((path / "index.json").read_text())["starts"])
+    assert labels.shape == (starts[-1], 3) and (path / latents.SELECTED).exists()
+    assert np.all(labels[starts[:-1]] == (0, 0, LAYOUT.sizes.index(3)))  # Minipaint's reset state
+    prev = np.roll(labels, 1, axis=0)
+    name = [KINDS[k] for k in kinds]
+    for row in np.flatnonzero(np.asarray([n.startswith("press_color") for n in name])):
+        assert labels[row, 1] == int(name[row][len("press_color"):])
+    for row in np.flatnonzero(np.asarray([n in ("press_pen", "press_eraser") for n in name])):
+        assert labels[row, 0] == (name[row] == "press_eraser")
+    # Only presses and slider drags change the selection.
+    moved = np.flatnonzero(np.any(labels != prev, axis=1))
+    moved = moved[~np.isin(moved, starts)]
+    assert len(moved) > 0 and all(name[r].startswith("press_") or name[r] == "slider_drag" for r in moved)
+    # Stored once; a damaged file is replayed again.
+    (path / latents.SELECTED).write_bytes(b"not an array")
+    assert np.array_equal(latents.selection_labels(path), labels)
+    item = LatentTransitionDataset(path, k=3, selected=True)[5]
+    r = LatentTransitionDataset(path, k=3).row(5)
+    assert item["selected"].dtype == torch.int64 and np.array_equal(item["selected"].numpy(), labels[r : r + 4])
+
+
+def test_a_cell_local_encoder_encodes_only_the_changed_cells(small_dataset, tmp_path, monkeypatch):
+    """`encoder_kernel=1`: the cache encodes the first frame and then only the cells each step
+    changed, packed into images, and gets exactly the codes of encoding every frame whole."""
+    torch.manual_seed(2)
+    vae = VAE(replace(VAE_PRESETS["tiny"], latent="fsq", encoder_kernel=1, norm="none", resample="shuffle")).eval()
+    vae_files.save(vae, tmp_path / "vae")
+    reader = DatasetReader(small_dataset)
+    frames = np.concatenate([reader.frames(k) for k in reader.keys("val")])
+    whole = vae.encode(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
+    encoded = []
+    real = vae_files.VAE.encode
+    monkeypatch.setattr(vae_files.VAE, "encode", lambda self, x: encoded.append(len(x)) or real(self, x))
+    path = build_latent_cache(small_dataset, tmp_path / "vae", "val", bf16=False)
+    codes = np.load(path / "codes.npy")
+    assert np.array_equal(codes, vae_files.to_codes(whole, vae.config.fsq_levels).numpy())
+    assert sum(encoded) < len(frames) / 4  # far fewer images than frames

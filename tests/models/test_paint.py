@@ -77,6 +77,26 @@ def test_config_checks(palette):
     assert DynamicsConfig(**{**config.to_dict(), "paint_palette": [list(c) for c in palette]}) == config
 
 
+def test_selection_loss_reads_the_global_logits(palette, vae):
+    """`select_weight`: the global logits are scored against what is selected; the eraser's colour
+    is white, and a net set to pen size 3 in colour 0 gets every label of that state right."""
+    with pytest.raises(ValueError, match="toolbar context"):
+        paint_config(palette, select_weight=1.0)
+    before, _, state = drag_frames()
+    net = exact_painter(palette, state.size, COLORS[state.color], context=16)
+    z = vae.encode(torch.from_numpy(before)[None].permute(0, 3, 1, 2).float() / 255)
+    net.features(net.normalize(z), net.action_input(torch.tensor([PRESS]), torch.tensor([DRAG])).float())
+    size = LAYOUT.sizes.index(state.size)
+    right = torch.tensor([[0, state.color, size]])
+    loss, logs = net.selection_loss(right)
+    assert logs["select_wrong_size"] == 0 and logs["select_wrong_colour"] == 0 and float(loss.detach()) < 1e-3
+    _, logs = net.selection_loss(torch.tensor([[1, state.color, (size + 1) % BRUSH_SIZES]]))  # eraser: white
+    assert logs["select_wrong_size"] == 1 and logs["select_wrong_colour"] == 1
+    loss, _ = net.selection_loss(torch.tensor([[1, 0, 0]]))
+    loss.backward()
+    assert net.paint_global.weight.grad.abs().sum() > 0 and net.context_net[0].weight.grad is not None
+
+
 def test_palette_cells_index_each_pixel(palette, minipaint_frames):
     net = LatentCNN(paint_config(palette))
     frames = torch.from_numpy(minipaint_frames[:3])
@@ -137,6 +157,34 @@ def test_paint_loss_targets(palette, vae):
     wrong_colour = exact_painter(palette, state.size, palette[0]).train()
     _, logs = wrong_colour.loss(batch)
     assert logs["paint_wrong_changed"] == 1
+
+
+def test_paint_only_trains_the_paint_head_and_its_reader_alone(palette, vae):
+    """`paint_reader` + `paint_only`: the head reads the toolbar with its own copy of the context
+    reader (started from the source's weights); training moves the head and that reader, never the
+    trunk or the levels head, and skips the levels loss."""
+    from infinipaint.models.dynamics import initial_state
+
+    with pytest.raises(ValueError, match="paint_only needs paint_reader"):
+        paint_config(palette, context=8, paint_only=True)
+    with pytest.raises(ValueError, match="toolbar context"):
+        paint_config(palette, paint_reader=True)
+    source = LatentCNN(dataclasses.replace(paint_config(palette, context=8), paint_palette=()))
+    net = LatentCNN(paint_config(palette, context=8, paint_reader=True, paint_only=True, select_weight=1.0))
+    net.load_state_dict(initial_state(net, source.state_dict(), source.config))
+    assert torch.equal(net.paint_reader[0].weight, source.context_net[0].weight)
+    before, after, state = drag_frames()
+    batch = {"z": vae.encode(torch.from_numpy(np.stack([before, after])).permute(0, 3, 1, 2).float() / 255)[None],
+             "actions": torch.tensor([[PRESS, DRAG]]), "frames": torch.from_numpy(np.stack([before, after]))[None],
+             "selected": torch.tensor([[[0, state.color, LAYOUT.sizes.index(state.size)]] * 2])}
+    torch.nn.init.normal_(net.paint_global.weight, std=0.1)  # zero at the start: the reader's gradient too
+    net.train()
+    loss, logs = net.loss(batch)
+    loss.backward()
+    assert "ce_changed" not in logs and "select_ce" in logs and "paint_nll_near" in logs
+    learned = {n for n, w in net.named_parameters() if w.grad is not None and w.grad.abs().sum() > 0}
+    assert learned and all(n.startswith(("paint_head.", "paint_global.", "paint_reader.")) for n in learned)
+    assert any(n.startswith("paint_reader.") for n in learned)
 
 
 def test_a_foreign_palette_is_refused(palette, vae):

@@ -16,6 +16,7 @@ WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "cpu"
 def test_shipped_world_model_paints_a_stroke_like_minipaint():
     wm = WorldModel.load(WEIGHTS)
     assert wm.window == 32 and wm.dynamics.config.context > 0
+    assert wm.dynamics.config.paint_palette and wm.dynamics.config.paint_reader  # the canvas is painted by the paint head
     app = Minipaint()
     first = app.reset()
     assert np.array_equal(wm.reset(first), first)  # the FSQ VAE is exact on a blank screen

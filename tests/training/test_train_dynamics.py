@@ -146,15 +146,18 @@ def test_paint_head_trains_on_the_datasets_frames(small_dataset, vaes, tmp_path)
     geometry = ["--model-set", "geometry=true", "--model-set", "geometry_kind=brush"]
     run = tmp_path / "dyn"
     train("dynamics", small_dataset, run, "--vae", vae / "model", "--paint", *geometry, "--steps", "6",
-          "--log-every", "2", "--model-set", "unroll=2")
+          "--log-every", "2", "--model-set", "unroll=2", "--model-set", "context=16", "--model-set", "select_weight=1")
     palette = json.loads((vae / "model" / "vae.json").read_text())["config"]["palette"]
     config = json.loads((run / "model" / "dynamics.json").read_text())["config"]
     assert config["paint_palette"] == palette
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert all(r["paint_nll_near"] >= 0 for r in rows if r["split"] == "train")
+    assert all(r["paint_nll_near"] >= 0 and 0 <= r["select_wrong_size"] <= 1 for r in rows if r["split"] == "train")
     wm = WorldModel.load(run / "model", bf16=False)
     frame = wm.reset(torch.full((224, 224, 3), 255, dtype=torch.uint8).numpy())
     assert wm.step((100, 100, 1)).shape == frame.shape
     proc = train("dynamics", small_dataset, tmp_path / "rgb", "--vae", vaes["fsq"], "--paint", *geometry,
                  "--steps", "1", check=False)
     assert proc.returncode != 0 and "needs a palette VAE" in proc.stderr
+    proc = train("dynamics", small_dataset, tmp_path / "nopaint", "--vae", vae / "model", "--model-set", "context=16",
+                 "--model-set", "select_weight=1", "--steps", "1", check=False)
+    assert proc.returncode == 2 and "needs --paint" in proc.stderr

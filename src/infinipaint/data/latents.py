@@ -15,6 +15,8 @@ KINDS) and `index.json` (episode keys and their first row). It is written into a
 renamed when complete; a killed build resumes from the last episode it wrote, and a build of more
 episodes copies those a finished cache already holds.
 Windows follow the storage convention: `actions[0]` of a window is `a_prev` of its first transition.
+`selected.npy` (uint8 (N, 3): tool, colour, brush-size index after each step; `selection_labels`)
+is added on first use, by replaying the episodes' actions in Minipaint.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch.utils.data import Dataset
 
 from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError
+from infinipaint.precision import resolve_bf16
 
 
 def available_memory() -> int | None:
@@ -78,8 +81,53 @@ def _as_stored(z: torch.Tensor, index: dict) -> np.ndarray:
 
 
 @torch.no_grad()
+def _encode_frames(vae, frames: np.ndarray, batch: int, device: str, bf16: bool) -> torch.Tensor:
+    """Latents (N, C, 56, 56) of uint8 frames (N, 224, 224, 3), `batch` at a time."""
+    out = []
+    for i in range(0, len(frames), batch):
+        x = torch.from_numpy(frames[i : i + batch]).to(device).permute(0, 3, 1, 2).float().div(255.0)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(vae.encode(x.contiguous(memory_format=torch.channels_last)).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_episode_cells(vae, frames: np.ndarray, batch: int = 32, device: str = "cpu",
+                         bf16: bool | None = None) -> torch.Tensor:
+    """The latents of an episode's frames (T, 224, 224, 3) under a cell-local encoder
+    (`encoder_kernel=1`: a cell's code is a function of its own 4x4 pixels): the first frame whole,
+    then only the cells each step changed, packed 3,136 to an image, and every other cell's code
+    carried over from the frame before. A step changes a few dozen cells, so this encodes ~100x
+    fewer pixels than every frame whole, with the same codes."""
+    t, g = len(frames), 56
+    cells = frames.reshape(t, g, 4, g, 4, 3).transpose(0, 1, 3, 2, 4, 5)  # (T, 56, 56, 4, 4, 3), a view
+    changed = np.zeros((t, g, g), dtype=bool)
+    changed[0] = True
+    changed[1:] = (cells[1:] != cells[:-1]).any(axis=(3, 4, 5))
+    ts, ys, xs = np.nonzero(changed)  # in frame order
+    picked = cells[ts, ys, xs]  # (n, 4, 4, 3)
+    per_image = g * g
+    pad = -len(picked) % per_image
+    if pad:
+        picked = np.concatenate([picked, np.full((pad, 4, 4, 3), 255, dtype=np.uint8)])
+    images = picked.reshape(-1, g, g, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, 224, 224, 3)
+    codes = _encode_frames(vae, np.ascontiguousarray(images), batch, device, resolve_bf16(bf16, device))  # (m, C, 56, 56)
+    codes = codes.permute(0, 2, 3, 1).reshape(-1, codes.shape[1])[: len(ts)]  # (n, C), in `picked` order
+    z = torch.empty(t, codes.shape[1], g, g)
+    counts = np.bincount(ts, minlength=t)
+    start = 0
+    for i in range(t):
+        if i:
+            z[i] = z[i - 1]
+        stop = start + int(counts[i])
+        z[i, :, ys[start:stop], xs[start:stop]] = codes[start:stop].T
+        start = stop
+    return z
+
+
+@torch.no_grad()
 def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, max_episodes: int = 0,
-                       batch: int = 32, device: str = "cpu", bf16: bool = True) -> Path:
+                       batch: int = 32, device: str = "cpu", bf16: bool | None = None) -> Path:
     """Encode every frame of `split` (the first `max_episodes` episodes if > 0); returns the cache dir.
 
     An FSQ encoder's latents are stored as uint8 codes (half of float16). The build resumes: a
@@ -90,6 +138,7 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     from infinipaint.models import vae as vae_files
 
     vae = vae_files.load(vae_dir, map_location=device)
+    bf16 = resolve_bf16(bf16, device)
     sha = vae_files.encoder_sha256(vae)
     out = cache_dir(data_root, sha, split)
     reader = DatasetReader(data_root)
@@ -100,6 +149,7 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     if old is not None and old["keys"] == keys:  # the same episodes: reuse
         return out
     fsq = vae.config.latent == "fsq"
+    cell_local = vae.config.encoder_kernel == 1  # encode only the cells each step changed
     steps = [reader.steps(k) + 1 for k in keys]
     starts = np.concatenate([[0], np.cumsum(steps)]).tolist()
     c = vae.config.latent_channels
@@ -124,11 +174,8 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
             z_all[start:stop] = _as_stored(torch.from_numpy(_as_values(old_z[src : src + stop - start], old)), index)
         else:
             frames = reader.frames(keys[e])
-            for i in range(0, len(frames), batch):
-                x = torch.from_numpy(frames[i : i + batch]).to(device).permute(0, 3, 1, 2).float().div(255.0)
-                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                    z = vae.encode(x.contiguous(memory_format=torch.channels_last))
-                z_all[start + i : start + i + len(x)] = _as_stored(z.cpu(), index)
+            encode = encode_episode_cells if cell_local else _encode_frames
+            z_all[start:stop] = _as_stored(encode(vae, frames, batch, device, bf16), index)
         z_all.flush()
         (tmp / PROGRESS).write_text(json.dumps({**index, "done": e + 1}))
         bar.update(stop - start)
@@ -147,6 +194,48 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+SELECTED = "selected.npy"  # in a cache folder: what is selected after each step (`selection_labels`)
+
+
+def selection_labels(cache: str | Path) -> np.ndarray:
+    """What Minipaint has selected after each step of a latent cache, uint8 (N, 3): tool (0 pen, 1
+    eraser), colour (index into COLORS) and brush size (index into LAYOUT.sizes). Every episode
+    starts from Minipaint's reset state, so replaying its actions gives the state exactly; the
+    replay (~0.3 ms a step) runs once and is stored beside the latents (`selected.npy`, written
+    atomically)."""
+    from tqdm import tqdm
+
+    from infinipaint.minipaint import LAYOUT, Minipaint
+
+    cache = Path(cache)
+    info = _read_index(cache)
+    if info is None:
+        raise DataError(f"{cache}: not a latent cache (no index.json)")
+    starts = info["starts"]
+    path = cache / SELECTED
+    if path.exists():
+        try:
+            labels = np.load(path)
+            if labels.shape == (starts[-1], 3):
+                return labels
+        except (OSError, ValueError):
+            pass  # a damaged file: replay again
+    actions = np.load(cache / "actions.npy")
+    labels = np.zeros((starts[-1], 3), dtype=np.uint8)
+    app = Minipaint()
+    for start, stop in tqdm(list(zip(starts, starts[1:])), desc=f"replay {cache.name} selections", unit="episode"):
+        app.reset()
+        for row in range(start, stop):
+            if row > start:  # row `start` is the reset frame
+                app.step(tuple(int(v) for v in actions[row]), clip=True)
+            s = app.state
+            labels[row] = (s.tool == "eraser", s.color, LAYOUT.sizes.index(s.size))
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, labels)
+    tmp.replace(path)
+    return labels
 
 
 def _read_index(folder: Path) -> dict | None:
@@ -183,12 +272,13 @@ class LatentTransitionDataset(Dataset):
     """Windows of K transitions over a latent cache: z[t:t+K+1], actions[t:t+K+1] of one episode."""
 
     def __init__(self, cache: str | Path, k: int = 1, oversample: dict[str, float] | None = None,
-                 frames: str | Path | None = None) -> None:
+                 frames: str | Path | None = None, selected: bool = False) -> None:
         """`oversample` maps a step kind ("press_pen", "erase", ...; prefix "press_" matches every
         press) to a weight: windows whose transitions include such a step are drawn that many times
         more often by the training loop (`sampling_weights`). `frames`: the dataset the cache was
         built from; each item then also holds the window's frames ("frames", uint8 (K+1, 224, 224,
-        3); the paint head's targets)."""
+        3); the paint head's targets). `selected`: each item also holds what is selected after each
+        of its steps ("selected", int64 (K+1, 3), `selection_labels`)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.cache, self.k = Path(cache), k
@@ -205,6 +295,7 @@ class LatentTransitionDataset(Dataset):
         self._z: np.ndarray | None = None
         self._actions: np.ndarray | None = None
         self.sampling_weights = self._weights(oversample) if oversample else None
+        self.selected = selection_labels(self.cache) if selected else None
 
     def _weights(self, oversample: dict[str, float]) -> np.ndarray:
         """Per-window weight: the largest weight of any step kind among its K transitions."""
@@ -247,6 +338,8 @@ class LatentTransitionDataset(Dataset):
         z = _as_values(self._z[r : r + self.k + 1], self.info)  # (K+1, C, 56, 56)
         a = self._actions[r : r + self.k + 1].astype(np.int64)  # (K+1, 3)
         item = {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
+        if self.selected is not None:
+            item["selected"] = torch.from_numpy(self.selected[r : r + self.k + 1].astype(np.int64))
         if self.frames is not None:
             key, t = self.info["keys"][e], r - int(self.first_row[e])
             item["frames"] = torch.from_numpy(np.stack([self.frames.frame(key, t + j) for j in range(self.k + 1)]))

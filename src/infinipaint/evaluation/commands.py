@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from infinipaint.errors import CommandError
+from infinipaint.precision import resolve_bf16
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-steps", type=int, default=3, help="timed optimizer steps per network")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
-    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast (default: bf16 where the device has it natively)")
     _window(p)
     p.add_argument("--out", help="also write DIR/bench.json")
     p.add_argument("--json", action="store_true", help="print JSON only")
@@ -69,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
-    p.add_argument("--fp32", action="store_true", help="run the model without bf16 autocast")
+    p.add_argument("--fp32", action="store_true",
+                   help="run the model without bf16 autocast (default: bf16 where the device has it natively)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _window(p)
@@ -101,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_many(args.model, args.data, out=args.out, compare=args.compare, episodes=args.episodes,
                             split=args.split, max_steps=args.max_steps, ceiling_every=args.ceiling_every,
                             strip_episodes=args.strip_episodes, strip_steps=args.strip_steps,
-                            device=args.device, bf16=not args.fp32, progress=not args.quiet, window=args.window,
+                            device=args.device, bf16=False if args.fp32 else None, progress=not args.quiet, window=args.window,
                             keep_margin=args.keep_margin)
     for m in results:
         print(f"{m['model'].get('label', '?')}:")
@@ -116,7 +118,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     m = rollout(args.model, args.actions, out=args.out, raw=args.raw, start=args.start, save_frames=args.save_frames,
-                device=args.device, bf16=not args.fp32, progress=not args.quiet, window=args.window,
+                device=args.device, bf16=False if args.fp32 else None, progress=not args.quiet, window=args.window,
                 keep_margin=args.keep_margin)
     n = len(m["steps"])
     print(f"{n} steps: SSIM step 1 {m['ssim'][0]:.4f}, last {m['ssim'][-1]:.4f}; PSNR step 1 {m['psnr'][0]:.1f} dB, "
@@ -134,7 +136,8 @@ def bench(args: argparse.Namespace) -> int:
         raise CommandError("--batch, --repeats, --train-steps and --episodes must be >= 1")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    results: dict = {**b.environment(device), "bf16": not args.fp32}
+    bf16 = resolve_bf16(False if args.fp32 else None, device)
+    results: dict = {**b.environment(device), "bf16": bf16}
     results["minipaint_step"] = b.bench_minipaint(episodes=args.episodes)
     if args.target != "minipaint":
         wm, source = _bench_model(args, device)
@@ -147,7 +150,7 @@ def bench(args: argparse.Namespace) -> int:
 
             batch = {c: TRAIN_PRESETS[c][args.preset].batch_size for c in ("vae", "dynamics")}
             results["training"] = b.bench_training(wm.vae.config, wm.dynamics.config, frames, actions, batch,
-                                                   device, bf16=not args.fp32, steps=args.train_steps)
+                                                   device, bf16=bf16, steps=args.train_steps)
         results["targets"] = {"full_step_ms": 20.0, "minipaint_step_ms": 0.3,
                               "full_step_met": results["world_model"]["full_step"]["median_ms"] <= 20.0,
                               "minipaint_step_met": results["minipaint_step"]["median_ms"] <= 0.3}
@@ -169,10 +172,11 @@ def _bench_model(args: argparse.Namespace, device):
     from .evaluate import load_model
 
     if args.model:
-        wm = load_model(args.model, str(device), bf16=not args.fp32, window=args.window, keep_margin=args.keep_margin)
+        wm = load_model(args.model, str(device), bf16=False if args.fp32 else None, window=args.window,
+                        keep_margin=args.keep_margin)
         return wm, f"model {args.model}"
     wm = WorldModel(VAE(VAE_PRESETS[args.preset]), LatentCNN(DYNAMICS_PRESETS[args.preset]), device=device,
-                    bf16=not args.fp32)
+                    bf16=False if args.fp32 else None)
     return wm, f"untrained {args.preset} preset (architecture only)"
 
 
@@ -206,14 +210,15 @@ def register_eval(sub) -> None:
     v.add_argument("--data", required=True, help="dataset directory (its test split is used)")
     v.add_argument("--out", default="out/vae-eval", help="output directory")
     v.add_argument("--frames", type=int, default=2000, help="test frames to reconstruct")
-    v.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="autocast as deployed, or fp32")
+    v.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16 autocast, fp32, or auto: bf16 where the CPU has it natively")
     v.set_defaults(func=_eval_vae)
 
 
 def _eval_vae(args) -> int:
     from .vae_eval import evaluate_vae
 
-    m = evaluate_vae(args.model, args.data, args.out, frames=args.frames, bf16=args.precision == "bf16")
+    m = evaluate_vae(args.model, args.data, args.out, frames=args.frames, bf16=resolve_bf16({"auto": None, "bf16": True, "fp32": False}[args.precision], "cpu"))
     print(f"{m['frames']} test frames ({m['precision']}): PSNR mean {m['psnr_mean']:.2f} dB, p5 {m['psnr_p5']:.2f}, "
           f"min {m['psnr_min']:.2f}; SSIM mean {m['ssim_mean']:.4f}, p5 {m['ssim_p5']:.4f}, min {m['ssim_min']:.4f}")
     for name, r in m["regions"].items():

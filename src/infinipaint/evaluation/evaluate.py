@@ -91,7 +91,7 @@ def pick_device(name: str) -> str:
     return name
 
 
-def load_model(model_dir: str | Path, device: str = "auto", bf16: bool = True, window: int | None = None,
+def load_model(model_dir: str | Path, device: str = "auto", bf16: bool | None = None, window: int | None = None,
                keep_margin: float | None = None):
     """A WorldModel; `window`: cells of the dynamics window (None: the model's own, 0: whole map);
     `keep_margin`: see `LatentCNN.step` (None: the model's own)."""
@@ -187,7 +187,7 @@ def dataset_episodes(data_dir: str | Path, episodes: int = 20, split: str = "tes
 def evaluate(model_dir: str | Path, data_dir: str | Path, episodes: int = 20, out: str | Path = "eval",
              split: str = "test", max_steps: int | None = None, ceiling_every: int = 1,
              strip_episodes: int = 3, strip_steps: Sequence[int] | None = None, device: str = "auto",
-             bf16: bool = True, progress: bool = True, label: str | None = None,
+             bf16: bool | None = None, progress: bool = True, label: str | None = None,
              window: int | None = None, keep_margin: float | None = None) -> dict[str, Any]:
     """Evaluate one world model on held-out episodes; write metrics.json, plots, strips, GIF and
     report.md to `out`; return the metrics. On KeyboardInterrupt, write what was scored, re-raise."""

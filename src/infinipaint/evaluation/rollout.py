@@ -105,7 +105,7 @@ def start_minipaint(start: str | Path | None) -> tuple[Minipaint, np.ndarray]:
 
 
 def rollout(model_dir: str | Path, actions_file: str | Path, out: str | Path = "rollout", raw: bool = False,
-            start: str | Path | None = None, save_frames: bool = False, device: str = "auto", bf16: bool = True,
+            start: str | Path | None = None, save_frames: bool = False, device: str = "auto", bf16: bool | None = None,
             progress: bool = True, window: int | None = None, keep_margin: float | None = None) -> dict[str, Any]:
     """Replay an action file through Minipaint and the model; write metrics.json, plots, a strip,
     a GIF and report.md (and frames.npz) to `out`; return the metrics."""

@@ -48,10 +48,18 @@ frame and encodes those cells again: right pixels give exactly the right code. C
 only there (`paint_owns_canvas`: Minipaint draws nothing else on the canvas); the toolbar is still
 the levels head's. Loss: each canvas pixel's next colour, p(new) = p(keep) [old == new] + p(paint)
 p(colour = new), averaged over the pixels near the stroke and apart over the rest (`paint_loss`).
+Two more lessons for it: `select_weight` scores its global brush-size and colour logits against
+what Minipaint has selected at every step (`selection_loss`; the labels are replayed from the
+episodes' actions, `data.latents.selection_labels`), where the paint loss says it only through
+the few pixels where two sizes differ. `paint_reader` gives the head a toolbar reader of its own
+(a copy of the context net's), so that `paint_only` can train the head alone on a frozen trunk:
+the levels head, and with it the toolbar, stays exactly the source network's, and a step costs a
+forward pass of the trunk without its backward or an unrolled window.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,7 +67,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from infinipaint.minipaint.layout import LAYOUT
+from infinipaint.minipaint.layout import COLORS, LAYOUT, WHITE
 
 ACTION_CHANNELS = 4
 BRUSH_SIZES = len(LAYOUT.sizes)  # Minipaint's brush sizes, which `actions.brush_footprint` encodes
@@ -98,6 +106,9 @@ class DynamicsConfig:
     paint_weight: float = 1.0  # weight of the paint head's loss
     paint_margin: float = 0.0  # stepping only: a pixel is painted when its logit exceeds this
     paint_owns_canvas: bool = True  # stepping only: canvas codes change only where the paint head paints
+    select_weight: float = 0.0  # weight of `selection_loss` (the global brush-size and colour logits against what is selected)
+    paint_reader: bool = False  # the paint head reads the toolbar with its own net (`paint_context`), not the trunk's context vector
+    paint_only: bool = False  # training only: the trunk and the levels head are frozen; only the paint head (and reader) learn
 
     def __post_init__(self) -> None:
         self.dilations = tuple(self.dilations) or (1,) * self.blocks
@@ -133,6 +144,13 @@ class DynamicsConfig:
                 raise ValueError("the paint head needs head 'levels' and geometry=true with geometry_kind=brush")
             if len(self.paint_palette) < 2 or any(len(c) != 3 or not all(0 <= v < 256 for v in c) for c in self.paint_palette):
                 raise ValueError(f"paint_palette must be >= 2 RGB triples in 0-255, got {self.paint_palette}")
+        if self.select_weight < 0:
+            raise ValueError(f"select_weight must be >= 0, got {self.select_weight}")
+        if (self.paint_reader or self.paint_only) and self.paint_palette and not (self.context and self.paint_reader):
+            raise ValueError("paint_reader needs the toolbar context (context > 0); paint_only needs paint_reader "
+                             "(a frozen trunk's context vector cannot learn what is selected)")
+        if self.select_weight > 0 and self.paint_palette and not self.context:
+            raise ValueError("select_weight needs the toolbar context (context > 0): it trains the paint head's global logits")
         if self.paint_weight < 0 or abs(self.paint_margin) >= 100:
             raise ValueError(f"paint_weight must be >= 0 and |paint_margin| < 100, got {self.paint_weight}, {self.paint_margin}")
         if self.context < 0 or not 2 <= self.context_rows <= 56:
@@ -237,6 +255,8 @@ class LatentCNN(nn.Module):
             nn.init.zeros_(self.paint_head.weight)
             if c.context:  # brush size and colour are global: also read them off the toolbar context
                 self.paint_global = nn.Linear(c.context, BRUSH_SIZES + len(c.paint_palette))
+                if c.paint_reader:  # with a toolbar reader of its own (`context_net`'s but the last layer)
+                    self.paint_reader = copy.deepcopy(self.context_net[:-1])
                 nn.init.zeros_(self.paint_global.weight)
                 nn.init.zeros_(self.paint_global.bias)
             with torch.no_grad():  # untrained: nothing is painted
@@ -249,6 +269,7 @@ class LatentCNN(nn.Module):
         self.register_buffer("z_std", torch.ones(c.latent_channels))
         self.block_norms: list[float] = []  # per-block activation RMS of the last forward (viewer)
         self.context_vector: torch.Tensor | None = None  # the toolbar context of the last forward (B, context)
+        self.toolbar_strip: torch.Tensor | None = None  # the normalised toolbar strip of the last forward
         self.progress = 1.0  # share of training done (set by the training loop): drives scheduled sampling
 
     @property
@@ -347,7 +368,7 @@ class LatentCNN(nn.Module):
 
         out = self.paint_head(features).float()
         if self.config.context:  # global logits of the brush size and colour, from the toolbar context
-            glob = self.paint_global(self.context_vector.float())[:, :, None, None]
+            glob = self.paint_global(self.paint_context())[:, :, None, None]
             out = torch.cat([out[:, :1], out[:, 1:] + glob], dim=1)
         gate, size_logits, colour = out[:, :1], out[:, 1 : 1 + BRUSH_SIZES], out[:, 1 + BRUSH_SIZES :]
         # at_least[:, j] = p(size >= j + 1); index BRUSH_SIZES (no size covers the pixel): 0
@@ -359,6 +380,32 @@ class LatentCNN(nn.Module):
         log_paint = F.logsigmoid(gate) + covered.clamp(min=1e-12).log()
         log_keep = torch.log1p(-log_paint.exp().clamp(max=1 - 1e-7))
         return log_paint, log_keep, colour
+
+    def paint_context(self) -> torch.Tensor:
+        """The vector the paint head's global logits read (B, context), of the last forward's
+        toolbar: the trunk's context vector, or with `paint_reader` the head's own reader's."""
+        if self.config.paint_reader:
+            return self.paint_reader(self.toolbar_strip.float()).float()
+        return self.context_vector.float()
+
+    def selection_loss(self, selected: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy of the paint head's global logits (`paint_global` of `paint_context`, the
+        last forward's toolbar) against what is selected before the step: `selected`
+        (B, 3) = (tool, colour, size index) as `data.latents.selection_labels`; the target colour is
+        the one the brush paints (white for the eraser). The paint loss teaches the size only through
+        the few pixels where two sizes differ; this says it at every step."""
+        glob = self.paint_global(self.paint_context())
+        size_logits, colour_logits = glob[:, :BRUSH_SIZES], glob[:, BRUSH_SIZES:]
+        palette = [tuple(c) for c in self.config.paint_palette]
+        lut = torch.tensor([[palette.index(c) if c in palette else -100 for c in COLORS],
+                            [palette.index(WHITE) if WHITE in palette else -100] * len(COLORS)], device=selected.device)
+        size, colour = selected[:, 2], lut[selected[:, 0], selected[:, 1]]
+        loss = F.cross_entropy(size_logits, size) + F.cross_entropy(colour_logits, colour, ignore_index=-100)
+        with torch.no_grad():
+            logs = {"select_ce": float(loss.detach()),
+                    "select_wrong_size": float((size_logits.argmax(dim=1) != size).float().mean()),
+                    "select_wrong_colour": float((colour_logits.argmax(dim=1) != colour).float().mean())}
+        return loss, logs
 
     def palette_cells(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames (..., 224, 224, 3) -> palette indices per cell (..., 16, 56, 56) (int64; -1:
@@ -450,6 +497,7 @@ class LatentCNN(nn.Module):
         if self.config.context:
             if toolbar is None:
                 toolbar = z[:, :, : self.config.context_rows]
+            self.toolbar_strip = toolbar
             g_h, g_a = self.toolbar_context(toolbar)
             h = h + g_h
             a = F.silu(self.a_features[:-1](planes) + g_a)  # (B, action_features, 56, 56)
@@ -575,23 +623,35 @@ class LatentCNN(nn.Module):
                 noisy = (z + flip * sign * 2 / (levels - 1)).clamp(-1, 1)
             else:
                 noisy = z
-            features = self.features(self.normalize(noisy), planes, toolbars[t])
-            logits = self.level_logits(noisy.detach(), None, planes, features=features)
             target = codes[:, t + 1]
-            loss_t, logs_t = self.balanced_ce(logits, target, (target != codes[:, t]).any(dim=1, keepdim=True))
+            if self.config.paint_only:  # a frozen trunk: its features, no levels loss
+                with torch.no_grad():
+                    features = self.features(self.normalize(z), planes, toolbars[t])
+                loss_t, logs_t = torch.zeros((), device=z.device), {}
+            else:
+                features = self.features(self.normalize(noisy), planes, toolbars[t])
+                logits = self.level_logits(noisy.detach(), None, planes, features=features)
+                loss_t, logs_t = self.balanced_ce(logits, target, (target != codes[:, t]).any(dim=1, keepdim=True))
             if paint:  # the true pixels before and after (not the unrolled state's: the footprint is the lesson)
                 cells = paint["cells"]
                 paint_t, paint_logs = self.paint_loss(features, planes, cells[:, t], cells[:, t + 1], paint["canvas"])
                 loss_t = loss_t + self.config.paint_weight * paint_t
                 logs_t.update(paint_logs)
+            if self.config.select_weight > 0 and paint and "selected" in batch:
+                select_t, select_logs = self.selection_loss(batch["selected"][:, t])
+                loss_t = loss_t + self.config.select_weight * select_t
+                logs_t.update(select_logs)
             total = total + loss_t / k
             if t == 0:
                 logs.update(logs_t)
+            if self.config.paint_only:  # the true next state (the paint head learns from true pixels)
+                z = from_codes(target, levels)
+                continue
             soft = (logits.softmax(dim=2) * values).sum(dim=2)
             hard = from_codes(logits.argmax(dim=2), levels)
             z = self.feed(hard + soft - soft.detach(), from_codes(target, levels))  # straight-through: hard values, soft gradient
         logs[f"loss_step{k}"] = float(loss_t.detach())
-        if not self.training:
+        if not self.training and not self.config.paint_only:
             logs.update(self.clean_rollout_errors(codes, all_planes, toolbars, k))
         return total, logs
 
@@ -664,6 +724,10 @@ def initial_state(model: LatentCNN, state: dict[str, torch.Tensor], source: Dyna
             extra = own[key].shape[1] - w.shape[1]
             out[key] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
     own = model.state_dict()
+    if model.config.paint_reader and not any(k.startswith("paint_reader.") for k in out):
+        # the paint head's own toolbar reader starts as the source's (trained) one
+        out.update({"paint_reader." + k[len("context_net."):]: v for k, v in out.items()
+                    if k.startswith("context_net.") and "paint_reader." + k[len("context_net."):] in own})
     for head in ("paint_head.", "paint_global."):
         if any(own[k].shape != out.get(k, own[k][:0]).shape for k in own if k.startswith(head)):
             # a new paint head (or one of another shape): its untrained start

@@ -28,6 +28,7 @@ import torch
 from infinipaint.actions import RESET_ACTION, cell_pixels, cell_planes
 from infinipaint.errors import CheckpointError
 from infinipaint.minipaint import SCREEN, validate_action
+from infinipaint.precision import resolve_bf16
 
 from . import vae as vae_files
 from .checkpoint import load_state_strict, load_weights, read_info
@@ -65,7 +66,7 @@ WINDOW_BELOW = 64  # px: with both cursors at least this far down, the dynamics 
 
 
 class WorldModel:
-    def __init__(self, vae: VAE, dynamics: LatentCNN, device: str | torch.device = "cpu", bf16: bool = True,
+    def __init__(self, vae: VAE, dynamics: LatentCNN, device: str | torch.device = "cpu", bf16: bool | None = None,
                  window: int | None = None, keep_margin: float | None = None) -> None:
         if vae.config.latent_channels != dynamics.config.latent_channels:
             raise CheckpointError(f"VAE has {vae.config.latent_channels} latent channels, the dynamics network "
@@ -82,7 +83,7 @@ class WorldModel:
         self.device = torch.device(device)
         self.vae = vae.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).to(memory_format=torch.channels_last).eval()
-        self.bf16 = bf16
+        self.bf16 = resolve_bf16(bf16, self.device)  # None: where the device does bf16 natively
         # The dynamics network runs on a window of `window` cells around the cursor (a net trained on
         # crops: the size it was trained on), not the whole map; see `advance`. 0: whole map.
         self.window = dynamics.config.train_crop if window is None else int(window)
@@ -99,7 +100,7 @@ class WorldModel:
         self.prev_action: tuple[int, int, int] = RESET_ACTION
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool = True,
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool | None = None,
              window: int | None = None, keep_margin: float | None = None) -> "WorldModel":
         """Rebuild from `DIR/vae.*` and `DIR/dynamics.*`; refuses a pair that was not trained together."""
         directory = Path(directory)

@@ -188,16 +188,20 @@ def train_dynamics(args: argparse.Namespace) -> int:
     if model_cfg.paint_palette and [list(c) for c in model_cfg.paint_palette] != vae_info["config"].get("palette"):
         raise CommandError(f"{args.vae}: the paint head's palette is not this VAE's")
     frames = args.data if model_cfg.paint_palette else None  # the paint head learns from pixels
+    selected = model_cfg.select_weight > 0  # and what is selected, replayed in Minipaint
+    if selected and not model_cfg.paint_palette:
+        raise CommandError("select_weight trains the paint head's global logits: it needs --paint")
     if args.mix:  # saved in the train config: a resumed run draws from the same mix
         cfg = dataclasses.replace(cfg, extra={**cfg.extra, "mix": _mix_shares(args.mix)})
     device = str(runtime(cfg).device)
     train_cache = build_latent_cache(args.data, args.vae, "train", args.max_episodes, device=device)
     # --extra '{"oversample": {"press_": 20}}' draws windows with UI presses 20x more often.
     train_set = LatentTransitionDataset(train_cache, k=model_cfg.unroll, oversample=cfg.extra.get("oversample"),
-                                        frames=frames)
+                                        frames=frames, selected=selected)
     if mix := cfg.extra.get("mix"):
         parts = [LatentTransitionDataset(build_latent_cache(d, args.vae, "train", device=device), k=model_cfg.unroll,
-                                         oversample=cfg.extra.get("oversample"), frames=d if frames else None)
+                                         oversample=cfg.extra.get("oversample"), frames=d if frames else None,
+                                         selected=selected)
                  for d in mix]
         print("mix: " + ", ".join(f"{d} {share:.0%} ({len(p):,} windows)" for (d, share), p in zip(mix.items(), parts)))
         try:
@@ -209,7 +213,7 @@ def train_dynamics(args: argparse.Namespace) -> int:
     val_set = None  # small datasets may have no val episode: then no validation
     if DatasetReader(args.data).keys("val"):
         val_set = LatentTransitionDataset(build_latent_cache(args.data, args.vae, "val", device=device), k=model_cfg.unroll,
-                                          frames=frames)
+                                          frames=frames, selected=selected)
     torch.manual_seed(cfg.seed)
     model = LatentCNN(model_cfg)
     _init_from(model, args.init_from, "dynamics")

@@ -27,7 +27,7 @@ class TrainConfig:
     warmup: int = 100  # linear warm-up steps
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # global grad-norm clip (0 disables)
-    precision: str = "bf16"  # "bf16" autocast or "fp32"
+    precision: str = "auto"  # "bf16" autocast, "fp32", or "auto": bf16 where the device has it natively (`infinipaint.precision`)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     channels_last: bool = True  # NHWC memory format (fast bf16 convolutions on AMX and GPUs)
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
@@ -44,8 +44,8 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be positive")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("lr must be positive and min_lr_ratio in [0, 1]")
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if min(self.warmup, self.num_workers, self.val_every, self.val_batches) < 0:
             raise ValueError("warmup, num_workers, val_every and val_batches must be >= 0")
         if self.log_every < 1 or self.ckpt_every < 1:

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=THREADS, help="torch threads of the inference thread "
                    "(0: PyTorch's default)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--fp32", action="store_true", help="run the model without bf16 autocast")
+    p.add_argument("--fp32", action="store_true",
+                   help="run the model without bf16 autocast (default: bf16 where the device has it natively)")
     p.add_argument("--realtime", action="store_true", help="with --headless: tick in real time (80-ms samples, "
                    "60 fps display) as a window would, to measure what a user sees")
     p.set_defaults(func=dream)
@@ -124,7 +125,7 @@ def dream(args: argparse.Namespace) -> int:
     replay = read_actions(args.replay) if args.replay else None
     try:
         check_model_dir(args.model)
-        wm = WorldModel.load(args.model, device=pick_device(args.device), bf16=not args.fp32)
+        wm = WorldModel.load(args.model, device=pick_device(args.device), bf16=False if args.fp32 else None)
     except CheckpointError as e:
         hint = "; pass --model DIR for another model" if Path(args.model) == DEFAULT_MODEL else ""
         raise CheckpointError(f"{e}{hint}") from None
