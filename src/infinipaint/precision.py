@@ -40,6 +40,9 @@ def native_bf16(device: str | torch.device) -> bool:
     return False
 
 
+PRECISIONS = {"auto": None, "bf16": True, "fp32": False}  # a `--precision` name -> `resolve_bf16`'s argument
+
+
 def resolve_bf16(bf16: bool | None, device: str | torch.device) -> bool:
     """`bf16` as asked, or for None whether it is native on `device`."""
     return native_bf16(device) if bf16 is None else bool(bf16)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from infinipaint.errors import CommandError
-from infinipaint.precision import resolve_bf16
+from infinipaint.precision import PRECISIONS, resolve_bf16
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +77,11 @@ def _runtime(p: argparse.ArgumentParser) -> None:
     _window(p)
 
 
+def _bf16(args: argparse.Namespace) -> bool | None:
+    """`--fp32`: fp32; else None, bf16 where the device has it natively (`infinipaint.precision`)."""
+    return False if args.fp32 else None
+
+
 def _window(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=None, metavar="CELLS",
                    help="run the dynamics on a window of CELLS latent cells around the cursor "
@@ -103,7 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_many(args.model, args.data, out=args.out, compare=args.compare, episodes=args.episodes,
                             split=args.split, max_steps=args.max_steps, ceiling_every=args.ceiling_every,
                             strip_episodes=args.strip_episodes, strip_steps=args.strip_steps,
-                            device=args.device, bf16=False if args.fp32 else None, progress=not args.quiet, window=args.window,
+                            device=args.device, bf16=_bf16(args), progress=not args.quiet, window=args.window,
                             keep_margin=args.keep_margin)
     for m in results:
         print(f"{m['model'].get('label', '?')}:")
@@ -118,7 +123,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     m = rollout(args.model, args.actions, out=args.out, raw=args.raw, start=args.start, save_frames=args.save_frames,
-                device=args.device, bf16=False if args.fp32 else None, progress=not args.quiet, window=args.window,
+                device=args.device, bf16=_bf16(args), progress=not args.quiet, window=args.window,
                 keep_margin=args.keep_margin)
     n = len(m["steps"])
     print(f"{n} steps: SSIM step 1 {m['ssim'][0]:.4f}, last {m['ssim'][-1]:.4f}; PSNR step 1 {m['psnr'][0]:.1f} dB, "
@@ -136,7 +141,7 @@ def bench(args: argparse.Namespace) -> int:
         raise CommandError("--batch, --repeats, --train-steps and --episodes must be >= 1")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    bf16 = resolve_bf16(False if args.fp32 else None, device)
+    bf16 = resolve_bf16(_bf16(args), device)
     results: dict = {**b.environment(device), "bf16": bf16}
     results["minipaint_step"] = b.bench_minipaint(episodes=args.episodes)
     if args.target != "minipaint":
@@ -172,11 +177,11 @@ def _bench_model(args: argparse.Namespace, device):
     from .evaluate import load_model
 
     if args.model:
-        wm = load_model(args.model, str(device), bf16=False if args.fp32 else None, window=args.window,
+        wm = load_model(args.model, str(device), bf16=_bf16(args), window=args.window,
                         keep_margin=args.keep_margin)
         return wm, f"model {args.model}"
     wm = WorldModel(VAE(VAE_PRESETS[args.preset]), LatentCNN(DYNAMICS_PRESETS[args.preset]), device=device,
-                    bf16=False if args.fp32 else None)
+                    bf16=_bf16(args))
     return wm, f"untrained {args.preset} preset (architecture only)"
 
 
@@ -218,7 +223,8 @@ def register_eval(sub) -> None:
 def _eval_vae(args) -> int:
     from .vae_eval import evaluate_vae
 
-    m = evaluate_vae(args.model, args.data, args.out, frames=args.frames, bf16=resolve_bf16({"auto": None, "bf16": True, "fp32": False}[args.precision], "cpu"))
+    bf16 = resolve_bf16(PRECISIONS[args.precision], "cpu")
+    m = evaluate_vae(args.model, args.data, args.out, frames=args.frames, bf16=bf16)
     print(f"{m['frames']} test frames ({m['precision']}): PSNR mean {m['psnr_mean']:.2f} dB, p5 {m['psnr_p5']:.2f}, "
           f"min {m['psnr_min']:.2f}; SSIM mean {m['ssim_mean']:.4f}, p5 {m['ssim_p5']:.4f}, min {m['ssim_min']:.4f}")
     for name, r in m["regions"].items():

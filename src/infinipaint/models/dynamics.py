@@ -263,6 +263,7 @@ class LatentCNN(nn.Module):
                 self.paint_head.bias.zero_()
                 self.paint_head.bias[0] = -8.0
             self._palette_lut: torch.Tensor | None = None
+            self._select_lut: torch.Tensor | None = None
         # Per-channel latent statistics of the training data: the net works on normalised latents,
         # so noise, the change threshold and the loss mean the same for any VAE.
         self.register_buffer("z_mean", torch.zeros(c.latent_channels))
@@ -396,10 +397,12 @@ class LatentCNN(nn.Module):
         the few pixels where two sizes differ; this says it at every step."""
         glob = self.paint_global(self.paint_context())
         size_logits, colour_logits = glob[:, :BRUSH_SIZES], glob[:, BRUSH_SIZES:]
-        palette = [tuple(c) for c in self.config.paint_palette]
-        lut = torch.tensor([[palette.index(c) if c in palette else -100 for c in COLORS],
-                            [palette.index(WHITE) if WHITE in palette else -100] * len(COLORS)], device=selected.device)
-        size, colour = selected[:, 2], lut[selected[:, 0], selected[:, 1]]
+        if self._select_lut is None or self._select_lut.device != selected.device:  # (tool, colour) -> palette index
+            palette = list(self.config.paint_palette)
+            self._select_lut = torch.tensor([[palette.index(c) if c in palette else -100 for c in COLORS],
+                                             [palette.index(WHITE) if WHITE in palette else -100] * len(COLORS)],
+                                            device=selected.device)
+        size, colour = selected[:, 2], self._select_lut[selected[:, 0], selected[:, 1]]
         loss = F.cross_entropy(size_logits, size) + F.cross_entropy(colour_logits, colour, ignore_index=-100)
         with torch.no_grad():
             logs = {"select_ce": float(loss.detach()),

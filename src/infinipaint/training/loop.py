@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from infinipaint.errors import CheckpointError, CommandError, InfinipaintError
-from infinipaint.precision import native_bf16
+from infinipaint.precision import PRECISIONS, resolve_bf16
 
 from .config import TrainConfig
 
@@ -94,9 +94,8 @@ def runtime(cfg: TrainConfig) -> Runtime:
         torch.cuda.set_device(device)
     if world_size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    precision = cfg.precision
-    if precision == "auto":  # bf16 autocast is slower than fp32 where the hardware emulates it
-        precision = "bf16" if native_bf16(device) else "fp32"
+    # "auto": bf16 autocast is slower than fp32 where the hardware emulates it
+    precision = "bf16" if resolve_bf16(PRECISIONS[cfg.precision], device) else "fp32"
     return Runtime(device, precision, cfg.channels_last, rank, world_size)
 
 
