@@ -27,3 +27,24 @@ def test_shipped_world_model_paints_a_stroke_like_minipaint():
     assert painted.sum() > 50
     # the stroke is there, where Minipaint put it, and nothing else moved
     assert (pred != truth).any(-1).sum() < 0.2 * painted.sum()
+
+
+@pytest.mark.skipif(not (WEIGHTS / "dynamics.safetensors").exists(), reason="no shipped weights")
+def test_shipped_world_model_draws_minipaints_toolbar_for_every_press():
+    """The toolbar head: every state recorded, and presses on each control give Minipaint's
+    toolbar to the pixel."""
+    from infinipaint.minipaint import LAYOUT
+
+    wm = WorldModel.load(WEIGHTS, bf16=False)
+    assert wm.dynamics.config.toolbar_head and bool(wm.dynamics.toolbar.seen.all())
+    app = Minipaint()
+    wm.reset(app.reset())
+    top = LAYOUT.toolbar_height
+    for control in ("color2", "eraser", "color5", "pen", "color0"):
+        for action in ((*LAYOUT.center(control), 1), (*LAYOUT.center(control), 0)):
+            truth, pred = app.step(action), wm.step(action)
+            assert np.array_equal(pred[:top], truth[:top]), control
+    for size in (9, 1, 6):
+        for action in ((*LAYOUT.slider_point(size), 1), (*LAYOUT.slider_point(size), 0)):
+            truth, pred = app.step(action), wm.step(action)
+            assert np.array_equal(pred[:top], truth[:top]), size

@@ -161,3 +161,46 @@ def test_paint_head_trains_on_the_datasets_frames(small_dataset, vaes, tmp_path)
     proc = train("dynamics", small_dataset, tmp_path / "nopaint", "--vae", vae / "model", "--model-set", "context=16",
                  "--model-set", "select_weight=1", "--steps", "1", check=False)
     assert proc.returncode == 2 and "needs --paint" in proc.stderr
+
+
+def test_train_toolbar_adds_a_fitted_toolbar_head(small_dataset, vaes, tmp_path):
+    """`train toolbar`: a copy of the world model with the toolbar table of the data's selected
+    states and a fitted classifier, that loads and steps; it resumes, and refuses a VAE whose
+    encoder is not cell-local."""
+    vae = tmp_path / "vae"
+    train("vae", small_dataset, vae, "--steps", "2", "--model-set", "latent=fsq", "--model-set", "encoder_kernel=1")
+    dyn = tmp_path / "dyn"
+    train("dynamics", small_dataset, dyn, "--vae", vae / "model", "--steps", "2")
+    out = tmp_path / "tb"
+    proc = run_cli("train", "toolbar", "--data", small_dataset, "--init-from", dyn / "model", "--out", out,
+                   "--steps", "20", "--batch-size", "64", "--mix", small_dataset)
+    assert "selected states never occur" in proc.stdout  # 16 short episodes do not select all 120 states
+    from infinipaint.training.toolbar import dataset_transitions
+
+    own = len(dataset_transitions(small_dataset, progress=False)["state"])  # the cache's, and again as --mix
+    assert f"{2 * own:,} train transitions" in proc.stdout
+    metrics = json.loads((out / "toolbar" / "metrics.json").read_text())
+    assert metrics["steps"] == 20 and 0 <= metrics["val_wrong"] <= 1
+    config = json.loads((out / "model" / "dynamics.json").read_text())["config"]
+    assert config["toolbar_head"] is True
+    wm = WorldModel.load(out / "model", bf16=False)
+    head = wm.dynamics.toolbar
+    assert head.ready and 0 < int(head.seen.sum()) < len(head.seen)
+    before, _ = load_weights(dyn / "model", "dynamics")
+    after, _ = load_weights(out / "model", "dynamics")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the networks it started from are kept
+    frame = wm.reset(torch.full((224, 224, 3), 255, dtype=torch.uint8).numpy())
+    assert wm.step((30, 15, 1)).shape == frame.shape
+    proc = run_cli("train", "toolbar", "--data", small_dataset, "--init-from", dyn / "model", "--out", out,
+                   "--steps", "30", "--batch-size", "64", "--resume")
+    assert "resuming the toolbar head from step 20" in proc.stdout
+    assert json.loads((out / "toolbar" / "metrics.json").read_text())["steps"] == 30
+    (out / "toolbar" / "state.pt").write_bytes(b"not a checkpoint")
+    proc = run_cli("train", "toolbar", "--data", small_dataset, "--init-from", dyn / "model", "--out", out,
+                   "--steps", "40", "--resume", check=False)
+    assert proc.returncode != 0 and "not a toolbar-head checkpoint" in proc.stderr
+    kernel3 = tmp_path / "dyn3"
+    train("dynamics", small_dataset, kernel3, "--vae", vaes["fsq"], "--steps", "1")
+    proc = run_cli("train", "toolbar", "--data", small_dataset, "--init-from", kernel3 / "model", "--out",
+                   tmp_path / "tb3", check=False)
+    assert proc.returncode == 2 and "cell-local encoder" in proc.stderr

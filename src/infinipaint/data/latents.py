@@ -207,8 +207,6 @@ def selection_labels(cache: str | Path) -> np.ndarray:
     atomically)."""
     from tqdm import tqdm
 
-    from infinipaint.minipaint import LAYOUT, Minipaint
-
     cache = Path(cache)
     info = _read_index(cache)
     if info is None:
@@ -224,17 +222,27 @@ def selection_labels(cache: str | Path) -> np.ndarray:
             pass  # a damaged file: replay again
     actions = np.load(cache / "actions.npy")
     labels = np.zeros((starts[-1], 3), dtype=np.uint8)
-    app = Minipaint()
     for start, stop in tqdm(list(zip(starts, starts[1:])), desc=f"replay {cache.name} selections", unit="episode"):
-        app.reset()
-        for row in range(start, stop):
-            if row > start:  # row `start` is the reset frame
-                app.step(tuple(int(v) for v in actions[row]), clip=True)
-            s = app.state
-            labels[row] = (s.tool == "eraser", s.color, LAYOUT.sizes.index(s.size))
+        labels[start:stop] = replay_selections(actions[start:stop])
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, labels)
     tmp.replace(path)
+    return labels
+
+
+def replay_selections(actions: np.ndarray) -> np.ndarray:
+    """What Minipaint has selected after each step of one episode (actions (T+1, 3), the first the
+    reset): uint8 (T+1, 3) = (tool: 0 pen / 1 eraser, colour index, brush-size index)."""
+    from infinipaint.minipaint import LAYOUT, Minipaint
+
+    app = Minipaint()
+    app.reset()
+    labels = np.zeros((len(actions), 3), dtype=np.uint8)
+    for t, action in enumerate(actions):
+        if t:  # row 0 is the reset frame
+            app.step(tuple(int(v) for v in action), clip=True)
+        s = app.state
+        labels[t] = (s.tool == "eraser", s.color, LAYOUT.sizes.index(s.size))
     return labels
 
 

@@ -55,6 +55,11 @@ the few pixels where two sizes differ. `paint_reader` gives the head a toolbar r
 (a copy of the context net's), so that `paint_only` can train the head alone on a frozen trunk:
 the levels head, and with it the toolbar, stays exactly the source network's, and a step costs a
 forward pass of the trunk without its backward or an unrolled window.
+
+The toolbar head (`toolbar_head`, `infinipaint train toolbar`; `models/toolbar.py`): the toolbar
+rows get the recorded codes of the selected state that a small classifier predicts from the one
+read off the current toolbar and the two actions (`next_toolbar`), instead of the levels head's
+per-code guesses. With the paint head, no code of the next latent comes from the levels head.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ class DynamicsConfig:
     select_weight: float = 0.0  # weight of `selection_loss` (the global brush-size and colour logits against what is selected)
     paint_reader: bool = False  # the paint head reads the toolbar with its own net (`paint_context`), not the trunk's context vector
     paint_only: bool = False  # training only: the trunk and the levels head are frozen; only the paint head (and reader) learn
+    toolbar_head: bool = False  # head "levels": the toolbar's codes come from `models.toolbar.ToolbarHead` (`train toolbar`)
 
     def __post_init__(self) -> None:
         self.dilations = tuple(self.dilations) or (1,) * self.blocks
@@ -153,6 +159,8 @@ class DynamicsConfig:
             raise ValueError("select_weight needs the toolbar context (context > 0): it trains the paint head's global logits")
         if self.paint_weight < 0 or abs(self.paint_margin) >= 100:
             raise ValueError(f"paint_weight must be >= 0 and |paint_margin| < 100, got {self.paint_weight}, {self.paint_margin}")
+        if self.toolbar_head and self.head != "levels":
+            raise ValueError("toolbar_head needs head 'levels' (an FSQ latent): it writes recorded toolbar codes")
         if self.context < 0 or not 2 <= self.context_rows <= 56:
             raise ValueError(f"context must be >= 0 and context_rows 2-56, got {self.context}, {self.context_rows}")
 
@@ -264,6 +272,10 @@ class LatentCNN(nn.Module):
                 self.paint_head.bias[0] = -8.0
             self._palette_lut: torch.Tensor | None = None
             self._select_lut: torch.Tensor | None = None
+        if c.toolbar_head:  # the toolbar: one of the selected states' recorded codes (see `next_toolbar`)
+            from .toolbar import ToolbarHead
+
+            self.toolbar = ToolbarHead(c.latent_channels, c.context_rows)
         # Per-channel latent statistics of the training data: the net works on normalised latents,
         # so noise, the change threshold and the loss mean the same for any VAE.
         self.register_buffer("z_mean", torch.zeros(c.latent_channels))
@@ -352,6 +364,23 @@ class LatentCNN(nn.Module):
                 paint = (log_paint - log_keep > self.config.paint_margin, colour.argmax(dim=1))
             return from_codes(codes, self.config.levels), paint
         return self.denormalize(zn + self(zn, planes, toolbar).float()), None
+
+    @torch.no_grad()
+    def next_toolbar(self, z: torch.Tensor, prev: torch.Tensor,
+                     action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Toolbar head: the next toolbar rows (B, C, context_rows, W) as raw latent values, for raw
+        latents z (B, C, H, W) and the step's actions prev/action (B, 3) (the selected state read off
+        z's toolbar, its successor, that state's recorded codes), and (B,) bool: whether that state
+        was recorded (where not, the levels head's toolbar stands). None without a toolbar head or
+        with an empty table (untrained)."""
+        if not self.config.toolbar_head or not self.toolbar.ready:
+            return None
+        from .vae import from_codes, to_codes
+
+        levels = self.config.levels
+        state = self.toolbar.read(to_codes(z[:, :, : self.config.context_rows], levels))
+        following = self.toolbar.next_state(state, prev.to(z.device), action.to(z.device))
+        return from_codes(self.toolbar.codes(following).long(), levels), self.toolbar.seen[following]
 
     # ------------------------------------------------------------------------------ paint head
     def paint_probs(self, features: torch.Tensor, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -731,6 +760,11 @@ def initial_state(model: LatentCNN, state: dict[str, torch.Tensor], source: Dyna
         # the paint head's own toolbar reader starts as the source's (trained) one
         out.update({"paint_reader." + k[len("context_net."):]: v for k, v in out.items()
                     if k.startswith("context_net.") and "paint_reader." + k[len("context_net."):] in own})
+    if model.config.toolbar_head and any(k not in out or own[k].shape != out[k].shape
+                                         for k in own if k.startswith("toolbar.")):
+        out.update({k: v for k, v in own.items() if k.startswith("toolbar.")})  # untrained: an empty table
+    elif not model.config.toolbar_head:
+        out = {k: v for k, v in out.items() if not k.startswith("toolbar.")}
     for head in ("paint_head.", "paint_global."):
         if any(own[k].shape != out.get(k, own[k][:0]).shape for k in own if k.startswith(head)):
             # a new paint head (or one of another shape): its untrained start

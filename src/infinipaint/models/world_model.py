@@ -180,6 +180,11 @@ class WorldModel:
                 self._step_windows(z, planes, prev, action, windowed.nonzero()[:, 0].tolist(), out, paint)
             if paint is not None:
                 self._paint(z, out, *paint, frames)
+            toolbar = self.dynamics.next_toolbar(z, prev, action)
+            if toolbar is not None:  # the toolbar head's: the recorded toolbar of the state the step selects
+                values, known = toolbar
+                rows = values.shape[2]
+                out[:, :, :rows] = torch.where(known[:, None, None, None], values, out[:, :, :rows])
             return out
 
     def _paint(self, z: torch.Tensor, out: torch.Tensor, pixels: torch.Tensor, colour: torch.Tensor,

@@ -5,6 +5,7 @@
     infinipaint train vae --data data/cpu --out runs/vae-cpu --resume --steps 40000
     torchrun --nproc-per-node 8 -m infinipaint.cli train vae --data DIR --preset paper --out runs/p
     infinipaint train dynamics --data data/cpu --mix data/edge=0.1 --vae weights/cpu --out runs/dyn
+    infinipaint train toolbar --data data/cpu --init-from weights/cpu --out runs/toolbar
 
 Every field of the training config (`--lr`, `--batch-size`, ...) and of the model config
 (`--model-set base=32`, ...) can be overridden on the command line. On `--resume` the run's saved
@@ -46,6 +47,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add the paint head (palette VAE, FSQ latent, --model-set geometry=true geometry_kind=brush): "
                         "canvas cells it paints are encoded from pixels; trains on the dataset's frames too")
     p.set_defaults(func=train_dynamics)
+    p = comp.add_parser("toolbar", help="add a toolbar head to a trained world model (FSQ, cell-local encoder) and fit it")
+    p.add_argument("--data", required=True, help="dataset directory (infinipaint generate --out)")
+    p.add_argument("--init-from", required=True, metavar="DIR",
+                   help="world model directory (vae.* and dynamics.*), e.g. weights/cpu; its networks are kept")
+    p.add_argument("--out", required=True, help="run directory: the world model is written to OUT/model")
+    p.add_argument("--resume", action="store_true", help="continue the fit from OUT/toolbar/state.pt")
+    p.add_argument("--steps", type=int, default=3000, help="classifier steps (default 3000, about a minute)")
+    p.add_argument("--batch-size", type=int, default=1024, help="transitions per step (default 1024)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, cosine to 0 (default 3e-3)")
+    p.add_argument("--focus", type=float, default=20.0,
+                   help="how much more often steps that change the selection or press near the toolbar are drawn (default 20)")
+    p.add_argument("--max-episodes", type=int, default=0, help="use only the first N train episodes (0: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the classifier's initial weights and of its batches")
+    p.add_argument("--mix", action="append", metavar="DIR",
+                   help="also learn from the train episodes of dataset DIR (repeatable), from their actions alone, "
+                        "e.g. episodes recorded with --edge-work: presses just outside the controls")
+    p.set_defaults(func=train_toolbar)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -236,4 +254,60 @@ def train_dynamics(args: argparse.Namespace) -> int:
                           "vae_sha256": vae_info["weights"]["sha256"],
                           "vae_encoder_sha256": encoder})
     print(json.dumps(summary))
+    return 0
+
+
+def train_toolbar(args: argparse.Namespace) -> int:
+    """A copy of the world model in --init-from with a fitted toolbar head, in OUT/model."""
+    import shutil
+
+    import torch
+
+    from infinipaint.data.latents import build_latent_cache
+    from infinipaint.data.storage import DatasetReader
+    from infinipaint.models import vae as vae_files
+    from infinipaint.models.checkpoint import read_info, save_weights
+    from infinipaint.models.dynamics import DynamicsConfig, LatentCNN
+
+    from . import toolbar
+
+    if min(args.steps, args.batch_size) < 1 or args.lr <= 0 or args.focus < 1:
+        raise CommandError("--steps and --batch-size must be >= 1, --lr > 0 and --focus >= 1")
+    info = read_info(args.init_from, "dynamics")
+    vae_config = read_info(args.init_from, vae_files.NAME)["config"]
+    try:
+        config = DynamicsConfig(**{**info["config"], "toolbar_head": True})
+    except ValueError as e:
+        raise CommandError(f"{args.init_from}: {e}") from None
+    if vae_config.get("latent") != "fsq" or vae_config.get("encoder_kernel", 3) != 1:
+        raise CommandError(f"{args.init_from}: the toolbar head needs an FSQ VAE with a cell-local encoder "
+                           "(encoder_kernel=1): only then is each selected state's toolbar one set of codes")
+    torch.manual_seed(args.seed)
+    model = LatentCNN(config)
+    _init_from(model, args.init_from, "dynamics")
+    if not args.resume:  # a new head, even where --init-from has one: its table is filled again below
+        model.toolbar.load_state_dict(LatentCNN(config).toolbar.state_dict())
+    train_cache = build_latent_cache(args.data, args.init_from, "train", args.max_episodes)
+    missing = toolbar.fill_table(model.toolbar, train_cache, config.context_rows)
+    if missing:
+        print(f"warning: {missing} of {len(model.toolbar.seen)} selected states never occur in {args.data}; "
+              "where one is predicted the levels head draws the toolbar (generate more episodes)")
+    val = None
+    if DatasetReader(args.data).keys("val"):
+        val = toolbar.transitions(build_latent_cache(args.data, args.init_from, "val"))
+    train = toolbar.transitions(train_cache)
+    if args.mix:
+        train = toolbar.joined([train, *(toolbar.dataset_transitions(d) for d in args.mix)])
+    print(f"toolbar head: {sum(p.numel() for p in model.toolbar.parameters()):,} parameters, table of "
+          f"{int(model.toolbar.seen.sum())} selected states; {len(train['state']):,} train transitions "
+          f"({int(train['focus'].sum()):,} near the toolbar or changing the selection)")
+    metrics = toolbar.fit(model.toolbar, train, val, args.out, steps=args.steps, batch=args.batch_size, lr=args.lr,
+                          focus=args.focus, seed=args.seed, resume=args.resume)
+    model_dir = Path(args.out) / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(Path(args.init_from) / f"{vae_files.NAME}{suffix}", model_dir / f"{vae_files.NAME}{suffix}")
+    save_weights(model, model_dir, "dynamics", config.to_dict(),
+                 {**info.get("meta", {}), "toolbar": {"data": str(args.data), "mix": args.mix or [], **metrics}})
+    print(json.dumps(metrics))
     return 0
