@@ -74,6 +74,10 @@ class ToolbarHead(nn.Module):
         self.keep_bias = nn.Parameter(torch.tensor(4.0))  # "the selection stays" until learned otherwise
         self._varying: torch.Tensor | None = None  # the table's positions that differ between states
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # a new table: `varying` is derived again
+        self._varying = None
+        super()._load_from_state_dict(*args, **kwargs)
+
     @property
     def ready(self) -> bool:
         """Whether the table holds any state (an untrained head has none). States the training data

@@ -268,6 +268,7 @@ def train_toolbar(args: argparse.Namespace) -> int:
     from infinipaint.models import vae as vae_files
     from infinipaint.models.checkpoint import read_info, save_weights
     from infinipaint.models.dynamics import DynamicsConfig, LatentCNN
+    from infinipaint.models.toolbar import ToolbarHead
 
     from . import toolbar
 
@@ -286,7 +287,7 @@ def train_toolbar(args: argparse.Namespace) -> int:
     model = LatentCNN(config)
     _init_from(model, args.init_from, "dynamics")
     if not args.resume:  # a new head, even where --init-from has one: its table is filled again below
-        model.toolbar.load_state_dict(LatentCNN(config).toolbar.state_dict())
+        model.toolbar = ToolbarHead(config.latent_channels, config.context_rows)
     train_cache = build_latent_cache(args.data, args.init_from, "train", args.max_episodes)
     missing = toolbar.fill_table(model.toolbar, train_cache, config.context_rows)
     if missing:

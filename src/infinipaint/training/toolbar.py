@@ -127,8 +127,7 @@ def fit(head: ToolbarHead, train: dict[str, torch.Tensor], val: dict[str, torch.
     from tqdm import tqdm
 
     state_path = Path(out) / "toolbar" / "state.pt"
-    params = [p for p in head.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     start = 0
     if resume and state_path.exists():
