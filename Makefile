@@ -1,4 +1,5 @@
-# Two commands on a fresh machine:  `make demo` (the main job) and `make test` (the test suite).
+# Two commands on a fresh machine:  `make demo` (the main job) and `make test` (the import
+# boundary, then the test suite).
 # Each creates its own virtual environment in .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,6 +16,7 @@ demo: $(VENV)/.installed
 	SDL_VIDEODRIVER=dummy $(BIN)/infinipaint demo --out out/demo
 
 test: $(VENV)/.installed
+	$(BIN)/lint-imports  # the world model imports nothing of Minipaint (pyproject.toml)
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed

@@ -19,7 +19,7 @@ SMALL_SEED = 5  # 16 episodes of this seed split 13 train / 1 val / 2 test
 def small_dataset(tmp_path_factory):
     """16 short episodes (20-40 steps) with every split non-empty; tests must not modify it."""
     from infinipaint.data.agents import EpisodeConfig
-    from infinipaint.data.storage import generate
+    from infinipaint.data.generate import generate
 
     out = tmp_path_factory.mktemp("small") / "ds"
     generate(out, episodes=16, seed=SMALL_SEED, workers=1, episodes_per_shard=4,

@@ -1,7 +1,7 @@
 import pytest
 
 from infinipaint.data.agents import EpisodeConfig
-from infinipaint.data.storage import generate
+from infinipaint.data.generate import generate
 
 TINY = EpisodeConfig(min_steps=20, max_steps=40)
 

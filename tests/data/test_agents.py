@@ -7,7 +7,7 @@ import pytest
 
 from infinipaint.actions import RESET_ACTION, ActionStream
 from infinipaint.data.agents import ACTIVITIES, KINDS, EpisodeConfig, record_episode
-from infinipaint.minipaint import LAYOUT, Minipaint
+from infinipaint.minipaint import LAYOUT, LAYOUTS, Minipaint
 
 SHORT = EpisodeConfig(min_steps=120, max_steps=160)
 
@@ -45,9 +45,10 @@ def test_steps_are_a_fixed_point_of_the_stream():
     assert ActionStream.process(steps) == steps
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("edge_work", [0.0, 5.0])
-def test_kind_labels_match_what_happened(edge_work):
-    ep = record_episode(0, 4, EpisodeConfig(400, 400, edge_work))
+def test_kind_labels_match_what_happened(edge_work, layout):
+    ep = record_episode(0, 4, EpisodeConfig(400, 400, edge_work), layout)
     kinds = [KINDS[k] for k in ep.kinds]
     changed = [not np.array_equal(ep.frames[t], ep.frames[t - 1]) for t in range(1, len(kinds))]
     for t, (kind, ch) in enumerate(zip(kinds[1:], changed), start=1):
@@ -66,22 +67,44 @@ def test_default_episodes_are_those_of_earlier_versions():
     assert "edge_work" not in {ACTIVITIES[a] for a in ep.activities}
 
 
-def _control_distance(x: int, y: int) -> int:
+def _control_distance(x: int, y: int, layout=LAYOUT) -> int:
     """Chebyshev distance in px from (x, y) to the nearest control (0: on one)."""
     out = []
-    for name in LAYOUT.controls:
-        rx, ry, w, h = LAYOUT.rect(name)
+    for name in layout.controls:
+        rx, ry, w, h = layout.rect(name)
         out.append(max(rx - x, 0, x - (rx + w - 1), ry - y, y - (ry + h - 1)))
     return min(out)
 
 
-def test_edge_work_clicks_just_outside_controls_and_drags_off_the_slider():
-    ep = record_episode(0, 4, EpisodeConfig(400, 400, edge_work=5.0))
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_edge_work_clicks_just_outside_controls_and_drags_off_the_slider(name):
+    layout = LAYOUTS[name]
+    ep = record_episode(0, 4, EpisodeConfig(400, 400, edge_work=5.0), name)
     kinds = [KINDS[k] for k in ep.kinds]
-    near = [t for t, k in enumerate(kinds) if k == "dead_click" and 1 <= _control_distance(*ep.actions[t][:2]) <= 4]
-    _, sy, _, sh = LAYOUT.rect("slider")
-    off = [t for t, k in enumerate(kinds) if k == "slider_drag" and not sy <= ep.actions[t][1] < sy + sh]
+    near = [t for t, k in enumerate(kinds)
+            if k == "dead_click" and 1 <= _control_distance(*ep.actions[t][:2], layout) <= 4]
+    _, c0, _, thickness = layout.slider_span()  # across the track: y for a horizontal slider, x for a vertical
+    across = [layout.track_coords(*a[:2])[1] for a in ep.actions]
+    off = [t for t, k in enumerate(kinds) if k == "slider_drag" and not c0 <= across[t] < c0 + thickness]
     assert len(near) >= 5 and len(off) >= 1
     assert all(ACTIVITIES[ep.activities[t]] == "edge_work" for t in near + off)
     with pytest.raises(ValueError, match="edge_work"):
         EpisodeConfig(edge_work=-1)
+
+
+def test_column_layout_episode_replays_and_draws_in_its_colours():
+    """Agents read every position, colour and size from the app's layout: on "column" they press its
+    controls, draw in several of its colours, and the episode replays in Minipaint("column")."""
+    column = LAYOUTS["column"]
+    ep = record_episode(0, 0, EpisodeConfig(600, 600), "column")
+    app = Minipaint("column")
+    np.testing.assert_array_equal(app.reset(), ep.frames[0])
+    for t in range(1, len(ep.actions)):
+        np.testing.assert_array_equal(app.step(tuple(int(v) for v in ep.actions[t])), ep.frames[t])
+    x, y, w, h = column.rect("canvas")
+    painted = {tuple(c) for c in np.unique(ep.frames[::5, y : y + h, x : x + w].reshape(-1, 3), axis=0)}
+    assert painted <= set(column.colors) | {(255, 255, 255)} and len(painted & set(column.colors)) >= 3
+    kinds = {KINDS[k] for k in ep.kinds}
+    assert {"draw", "erase", "press_eraser", "press_slider"} <= kinds and any(k.startswith("press_color") for k in kinds)
+    canvas = ep.frames[-1][y : y + h, x : x + w]
+    assert abs(ep.density[-1] - np.mean((canvas != 255).any(axis=2))) < 1e-6

@@ -3,13 +3,14 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from infinipaint.cli import main
-from infinipaint.data.agents import PRIMITIVES
+from infinipaint.data.agents import PRIMITIVES, EpisodeConfig, record_episode
+from infinipaint.data.storage import DatasetReader, shard_name
 from infinipaint.minipaint import LAYOUT
-from infinipaint.data.storage import shard_name
 
 
 def test_verify_stats_show(tiny_dataset, tmp_path, capsys):
@@ -63,3 +64,20 @@ def test_fifty_episodes_cover_every_primitive_and_control(tmp_path, capsys):
     assert st["kinds"]["erase"] > 0.05 * st["steps"]  # heavy erasing
     dens = st["density_final_quantiles"]
     assert dens["0.1"] < 0.15 and dens["1.0"] > 0.5  # near-empty to crowded canvases
+
+
+def test_generate_on_the_column_layout_end_to_end(tmp_path, capsys):
+    out = tmp_path / "column"
+    args = ["generate", "--out", str(out), "--episodes", "2", "--min-steps", "30", "--max-steps", "60", "--quiet"]
+    assert main([*args, "--layout", "column"]) == 0
+    assert "layout column" in capsys.readouterr().out
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["layout"] == "column" and m["n_episodes"] == 2
+    assert main(["data", "verify", str(out), "--quiet"]) == 0
+    ep = record_episode(0, 1, EpisodeConfig(30, 60), "column")
+    np.testing.assert_array_equal(DatasetReader(out).episode(1)["frames"], ep.frames)
+    capsys.readouterr()
+    assert main(args) == 2  # resumed on the default layout: refused
+    assert "layout='column', this run asks for 'default'" in capsys.readouterr().err
+    assert main([*args, "--layout", "nope"]) == 2
+    assert "unknown layout 'nope'; known: default, column" in capsys.readouterr().err

@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from infinipaint.data import latents
-from infinipaint.data.agents import KINDS
 from infinipaint.data.latents import LatentTransitionDataset, MixedWindows, build_latent_cache
 from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError
-from infinipaint.minipaint import LAYOUT
 from infinipaint.models import vae as vae_files
 from infinipaint.models.vae import VAE, VAE_PRESETS
 
@@ -71,19 +69,14 @@ def test_windows_stay_inside_episodes(cache):
         assert r + 5 < starts[e + 1]
 
 
-def test_oversampling_weights(cache):
+def test_the_cache_holds_frames_and_raw_actions_only(cache):
+    """What the dynamics network learns from: latents and the raw (x, y, down) actions; the step
+    kinds the agents record (what a step did to Minipaint) stay out of it."""
     _, path = cache
-    kinds = np.load(path / "kinds.npy")
-    ds = LatentTransitionDataset(path, k=2, oversample={"press_": 10.0, "erase": 3.0})
-    w = ds.sampling_weights
-    assert w.shape == (len(ds),) and set(np.unique(w)) <= {1.0, 3.0, 10.0}
-    press = {i for i, k in enumerate(KINDS) if k.startswith("press_")}
-    for i in range(len(ds)):
-        r = ds.row(i)
-        has_press = any(int(k) in press for k in kinds[r + 1 : r + 3])
-        assert (w[i] == 10.0) == has_press
-    with pytest.raises(ValueError):
-        LatentTransitionDataset(path, k=1, oversample={"bogus": 2.0})
+    assert sorted(p.name for p in path.iterdir()) == ["actions.npy", "index.json", "z.npy"]
+    ds = LatentTransitionDataset(path, k=2)
+    assert set(ds[0]) == {"z", "actions"}
+    assert ds.reset_action() == (112, 112, 0)  # every recorded episode's a_prev of its first step
     with pytest.raises(DataError):
         LatentTransitionDataset(path.parent / "nope")
 
@@ -164,46 +157,19 @@ def test_warm_reads_the_whole_latent_file_or_declines(cache, monkeypatch):
 
 def test_mixed_windows_draw_each_dataset_in_its_share(cache):
     _, path = cache
-    main = LatentTransitionDataset(path, k=2, oversample={"press_": 10.0})
+    main = LatentTransitionDataset(path, k=2)
     extra = LatentTransitionDataset(path, k=2)
     mix = MixedWindows([main, extra], [0.8, 0.2])
     assert len(mix) == 2 * len(main)
     w = mix.sampling_weights
     assert np.isclose(w[: len(main)].sum(), 0.8) and np.isclose(w[len(main):].sum(), 0.2)
-    # within a part its own oversampling stands: a press window 10x a plain one
-    assert np.allclose(w[: len(main)] / w[: len(main)].min(), main.sampling_weights)
-    assert np.allclose(w[len(main):], w[len(main)])
+    assert np.allclose(w[: len(main)], w[0]) and np.allclose(w[len(main):], w[len(main)])
     assert mix.locate(len(main) + 3) == (1, 3)
     assert torch.equal(mix[len(main) + 3]["z"], extra[3]["z"])
     with pytest.raises(ValueError, match="sum to 1"):
         MixedWindows([main, extra], [0.8, 0.3])
     with pytest.raises(ValueError, match="different lengths"):
         MixedWindows([main, LatentTransitionDataset(path, k=3)], [0.5, 0.5])
-
-
-def test_selection_labels_replay_what_each_step_selected(cache):
-    _, path = cache
-    labels = latents.selection_labels(path)
-    kinds = np.load(path / "kinds.npy")
-    starts = np.asarray(json.loads((path / "index.json").read_text())["starts"])
-    assert labels.shape == (starts[-1], 3) and (path / latents.SELECTED).exists()
-    assert np.all(labels[starts[:-1]] == (0, 0, LAYOUT.sizes.index(3)))  # Minipaint's reset state
-    prev = np.roll(labels, 1, axis=0)
-    name = [KINDS[k] for k in kinds]
-    for row in np.flatnonzero(np.asarray([n.startswith("press_color") for n in name])):
-        assert labels[row, 1] == int(name[row][len("press_color"):])
-    for row in np.flatnonzero(np.asarray([n in ("press_pen", "press_eraser") for n in name])):
-        assert labels[row, 0] == (name[row] == "press_eraser")
-    # Only presses and slider drags change the selection.
-    moved = np.flatnonzero(np.any(labels != prev, axis=1))
-    moved = moved[~np.isin(moved, starts)]
-    assert len(moved) > 0 and all(name[r].startswith("press_") or name[r] == "slider_drag" for r in moved)
-    # Stored once; a damaged file is replayed again.
-    (path / latents.SELECTED).write_bytes(b"not an array")
-    assert np.array_equal(latents.selection_labels(path), labels)
-    item = LatentTransitionDataset(path, k=3, selected=True)[5]
-    r = LatentTransitionDataset(path, k=3).row(5)
-    assert item["selected"].dtype == torch.int64 and np.array_equal(item["selected"].numpy(), labels[r : r + 4])
 
 
 def test_a_cell_local_encoder_encodes_only_the_changed_cells(small_dataset, tmp_path, monkeypatch):

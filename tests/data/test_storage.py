@@ -1,5 +1,6 @@
 """Sharded storage: determinism, splits, resume (SIGKILL included), corruption detection."""
 
+import ast
 import dataclasses
 import json
 import os
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 
 from infinipaint.data.agents import EpisodeConfig, record_episode
+from infinipaint.data.generate import generate
 from infinipaint.data.storage import (
-    MANIFEST, DatasetReader, ShardReader, episode_checksum, episode_key, generate, load_manifest, shard_name,
+    MANIFEST, DatasetReader, ShardReader, episode_checksum, episode_key, layout_of, load_manifest, shard_name,
     split_of, verify,
 )
 from infinipaint.errors import DataError
@@ -205,3 +207,64 @@ def test_unknown_format_versions_are_refused(dataset_copy):
     with pytest.raises(DataError, match="unknown shard format version 2") as e:
         ShardReader(path)
     assert str(path) in str(e.value)
+
+
+# ---------------------------------------------------------------------------------- layouts
+def test_layout_is_recorded_and_a_resume_on_another_is_refused(tiny_dataset, tmp_path):
+    d = tmp_path / "column"
+    m = generate(d, episodes=3, seed=7, workers=1, episodes_per_shard=2, config=TINY, progress=False, layout="column")
+    assert layout_of(m) == "column" and m["layout"] == "column" and m["layout_version"] == 1
+    assert all(layout_of(ShardReader(d / s["file"]).footer) == "column" for s in m["shards"])
+    ep = record_episode(7, 2, TINY, "column")
+    np.testing.assert_array_equal(DatasetReader(d).episode(2)["frames"], ep.frames)
+    assert verify(d, progress=False) == []
+    default = load_manifest(tiny_dataset)
+    assert "layout" not in default and layout_of(default) == "default" and default["layout_version"] == 2
+    before = tree(d)
+    with pytest.raises(DataError, match="layout='column', this run asks for 'default'"):
+        generate(d, episodes=3, seed=7, workers=1, config=TINY, progress=False)
+    with pytest.raises(DataError, match="layout='default', this run asks for 'column'"):
+        generate(tiny_dataset, episodes=12, seed=7, workers=1, config=TINY, progress=False, layout="column")
+    generate(d, episodes=3, seed=7, workers=1, config=TINY, progress=False, layout="column")
+    assert tree(d) == before
+
+
+def _module_file(module: str, src: Path) -> Path | None:
+    path = src.joinpath(*module.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+def _imports(module: str, src: Path) -> set[str]:
+    """Every infinipaint module that importing `module` imports, at module level or inside
+    functions (as an import linter sees them), the packages above each included."""
+    path = _module_file(module, src)
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package, `level - 1` packages up
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            found |= {base} | {f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}", src)}
+    bits = [name.split(".") for name in found if name.split(".")[0] == "infinipaint"]
+    return {".".join(b[:i]) for b in bits for i in range(1, len(b) + 1)}
+
+
+def test_storage_imports_nothing_of_minipaint_or_the_agents():
+    """The reading side stands alone: no import of the world or its agents, direct or indirect."""
+    src = Path(__file__).resolve().parents[2] / "src"
+    seen, todo = set(), ["infinipaint", "infinipaint.data", "infinipaint.data.storage"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += sorted(_imports(m, src) - seen)
+    assert not [m for m in seen if m.startswith("infinipaint.minipaint") or m.startswith("infinipaint.data.agents")
+                or m == "infinipaint.data.generate"], sorted(seen)
+    code = ("import sys, infinipaint.data.storage; "
+            "print([m for m in sys.modules if m.startswith(('infinipaint.minipaint', 'infinipaint.data.agents', 'pygame'))])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from infinipaint.data.agents import EpisodeConfig
-from infinipaint.data.storage import generate, split_of
+from infinipaint.data.generate import generate
+from infinipaint.data.storage import split_of
 
 SEED, EPISODES = 3, 7  # episodes 3:5 and 3:6 fall in the test split
 

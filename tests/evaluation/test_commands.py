@@ -11,7 +11,7 @@ from PIL import Image
 from infinipaint.actions import ActionStream
 from infinipaint.cli import main
 from infinipaint.data.agents import EpisodeConfig
-from infinipaint.data.storage import generate
+from infinipaint.data.generate import generate
 from infinipaint.evaluation.scoring import Tracker
 from infinipaint.minipaint import LAYOUT, Minipaint, MinipaintState
 

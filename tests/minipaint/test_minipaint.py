@@ -7,8 +7,8 @@ from gymnasium.utils.env_checker import check_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infinipaint.minipaint import COLORS, LAYOUT, Minipaint, MinipaintState
-from infinipaint.minipaint.layout import WHITE
+from infinipaint.minipaint import COLORS, LAYOUT, LAYOUT_VERSION, LAYOUTS, Minipaint, MinipaintState, get_layout
+from infinipaint.minipaint.layout import REGIONS, WHITE
 
 from .golden_script import golden_script
 
@@ -23,13 +23,13 @@ def click(app, name):
     return app.step((x, y, 0))
 
 
-def region(frame, name):
-    x, y, w, h = LAYOUT.rect(name)
+def region(frame, name, layout=LAYOUT):
+    x, y, w, h = layout.rect(name)
     return frame[y : y + h, x : x + w]
 
 
-def canvas_colors(frame):
-    return {tuple(c) for c in region(frame, "canvas").reshape(-1, 3)}
+def canvas_colors(frame, layout=LAYOUT):
+    return {tuple(c) for c in region(frame, "canvas", layout).reshape(-1, 3)}
 
 
 def test_golden_frames():
@@ -244,3 +244,152 @@ def test_gymnasium_human_mode_headless():
     _, _, _, truncated, _ = env.step(np.array([110, 120, 1]))
     assert truncated
     env.close()
+
+
+# ---------------------------------------------------------------------------- the layouts
+COLUMN = LAYOUTS["column"]
+# sha256 over the reset frame and every frame of golden_script(COLUMN) on "column", pygame-ce 2.5.8.
+COLUMN_GOLDEN_SHA256 = "dcbe86e06a560da2cd78a0071bdfc6c32d05057fa7450b3b7e8d2a82dcfc0e6c"
+
+
+def test_golden_frames_column():
+    app = Minipaint("column")
+    h = hashlib.sha256(app.reset().tobytes())
+    for action in golden_script(COLUMN):
+        h.update(app.step(action).tobytes())
+    assert h.hexdigest() == COLUMN_GOLDEN_SHA256, "rasterisation or the column layout changed"
+
+
+def test_layouts_by_name():
+    assert LAYOUT is LAYOUTS["default"] and COLORS == LAYOUT.colors and LAYOUT_VERSION == LAYOUT.version == 2
+    assert Minipaint().layout is LAYOUT and Minipaint("column").layout is COLUMN
+    assert Minipaint(COLUMN).layout is COLUMN and get_layout(COLUMN) is COLUMN
+    with pytest.raises(ValueError, match="unknown layout 'nope'; known: default, column"):
+        Minipaint("nope")
+    with pytest.raises(ValueError, match="not one of layout 'column'"):
+        Minipaint("column").reset(MinipaintState(size=1))  # radius 1 is not on the column's slider
+
+
+def _gap(a, b):
+    """Chebyshev gap in px between two rectangles (0: they touch or overlap)."""
+    (ax, ay, aw, ah), (bx, by, bw, bh) = a, b
+    return max(bx - (ax + aw), ax - (bx + bw), by - (ay + ah), ay - (by + bh), 0)
+
+
+def _extent(layout, names):
+    """Width and height of the bounding box of some regions."""
+    rects = [layout.rect(n) for n in names]
+    x0, y0 = min(r[0] for r in rects), min(r[1] for r in rects)
+    return max(r[0] + r[2] for r in rects) - x0, max(r[1] + r[3] for r in rects) - y0
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=list(LAYOUTS))
+def test_layout_geometry(layout):
+    assert set(layout.names) == set(REGIONS) and layout.controls == REGIONS[2:]
+    for name in layout.names:
+        x, y, w, h = layout.rect(name)
+        assert 0 <= x and x + w <= 224 and 0 <= y and y + h <= 224 and w > 0 and h > 0, name
+    assert layout.mask("toolbar").sum() + layout.mask("canvas").sum() == 224 * 224  # they tile the screen
+    assert not (layout.mask("toolbar") & layout.mask("canvas")).any()
+    for i, a in enumerate(layout.controls):
+        assert (layout.mask(a) <= layout.mask("toolbar")).all(), a
+        for b in layout.controls[i + 1 :]:
+            assert _gap(layout.rect(a), layout.rect(b)) >= 2, (a, b)  # apart, room for a selection ring
+    # Controls whose state interacts sit close together (within ~56 px).
+    assert max(_extent(layout, ["pen", "eraser"])) <= 56
+    assert max(_extent(layout, [f"color{i}" for i in range(6)])) <= 56
+    assert max(_extent(layout, ["slider"])) <= 56  # the knob's whole travel, from any press on the track
+    for size in layout.sizes:
+        x, y = layout.slider_point(size)
+        assert layout.control_at(x, y) == "slider" and layout.size_at(x, y) == size
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=list(LAYOUTS))
+def test_layout_colours_are_far_apart(layout):
+    rgb = np.array(layout.colors, float)
+    d = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1)
+    assert len(layout.colors) == 6 and d[np.triu_indices(6, 1)].min() > 120
+    assert np.linalg.norm(rgb - WHITE, axis=-1).min() > 120
+
+
+def test_column_is_another_arrangement_palette_and_brush_range():
+    assert not set(COLUMN.colors) & set(LAYOUT.colors)
+    assert COLUMN.sizes != LAYOUT.sizes and COLUMN.slider_axis != LAYOUT.slider_axis
+    assert all(COLUMN.rect(n) != LAYOUT.rect(n) for n in REGIONS)
+    tx, _, tw, _ = COLUMN.rect("toolbar")
+    assert tx + tw == 224 and COLUMN.rect("canvas")[:2] == (0, 0)  # a column on the right edge
+
+
+@pytest.mark.parametrize("name", [c for c in COLUMN.controls if c != "slider"])
+def test_column_press_on_each_button_selects_it(name):
+    app = Minipaint("column")
+    if name == "pen":
+        click_on(app, COLUMN, "eraser")
+    before = app.frame()
+    click_on(app, COLUMN, name)
+    if name.startswith("color"):
+        assert app.state.color == int(name[5:])
+        f = app.step((100, 120, 1))
+        assert tuple(f[120, 100]) == COLUMN.colors[app.state.color]
+    else:
+        assert app.state.tool == name
+    if name != "color0":  # colour 0 is selected after a reset: nothing to change
+        assert not np.array_equal(region(before, "toolbar", COLUMN), region(app.frame(), "toolbar", COLUMN))
+
+
+def test_column_slider_press_and_drag_keep_moving_the_knob():
+    app = Minipaint("column")
+    seen = set()
+    for size in COLUMN.sizes:
+        x, y = COLUMN.slider_point(size)
+        seen.add(region(app.step((x, y, 1)), "slider", COLUMN).tobytes())  # the knob shows the size
+        assert app.state.size == size
+        app.step((x, y, 0))
+    assert len(seen) == len(COLUMN.sizes)
+    x, y = COLUMN.slider_point(COLUMN.sizes[0])
+    app.step((x, y, 1))
+    app.step((100, y, 1))  # leaves the slider onto the canvas: still dragging the knob
+    f = app.step((100, 223, 1))  # past the end of the track: the largest size
+    assert app.state.size == COLUMN.sizes[-1] and canvas_colors(f, COLUMN) == {WHITE}
+
+
+def test_column_drag_from_a_button_paints_nothing():
+    app = Minipaint("column")
+    for name in [c for c in COLUMN.controls if c != "slider"]:
+        x, y = COLUMN.center(name)
+        before = app.step((x, y, 1))
+        for xx in range(x, 0, -15):  # leftwards across the canvas
+            assert np.array_equal(app.step((xx, y + (x - xx) // 3, 1)), before), name
+        app.step((0, y, 0))
+    assert canvas_colors(app.frame(), COLUMN) == {WHITE}
+
+
+def test_column_every_state_is_visible_and_distinct():
+    app, seen = Minipaint("column"), set()
+    for tool in ("pen", "eraser"):
+        for color in range(6):
+            for size in COLUMN.sizes:
+                seen.add(region(app.reset(MinipaintState(tool=tool, color=color, size=size)), "toolbar", COLUMN).tobytes())
+    assert len(seen) == 2 * 6 * len(COLUMN.sizes)
+
+
+def test_column_brush_size_sets_the_dot():
+    app, widths = Minipaint("column"), []
+    for size in COLUMN.sizes:
+        app.reset(MinipaintState(size=size))
+        widths.append(int((region(app.step((92, 112, 1)), "canvas", COLUMN)[112] != 255).any(axis=1).sum()))
+    assert widths == [2 * s for s in COLUMN.sizes]
+
+
+def test_gymnasium_env_on_the_column_layout():
+    env = gym.make("Minipaint-v0", layout="column")
+    check_env(env.unwrapped)
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(obs, Minipaint("column").reset())
+    assert env.unwrapped.app.layout is COLUMN
+
+
+def click_on(app, layout, name):
+    x, y = layout.center(name)
+    app.step((x, y, 1))
+    return app.step((x, y, 0))

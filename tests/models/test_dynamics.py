@@ -107,8 +107,8 @@ def test_latent_crops_follow_the_cursor_and_channel_norm_is_crop_invariant():
     net = LatentCNN(cfg)
     z = torch.randn(64, 3, 16, 56, 56)
     actions = torch.tensor([[0, 0, 0], [200, 40, 1], [204, 44, 1]]).repeat(64, 1, 1)
-    crops, planes, toolbars, k, _ = net.windows({"z": z, "actions": actions})
-    assert toolbars == [None, None]  # no toolbar context
+    crops, planes, boxes, k = net.windows({"z": z, "actions": actions})
+    assert len(boxes) == 64 and all(0 <= x <= 40 and 0 <= y <= 40 for x, y in boxes)
     assert k == 2 and crops.shape == (64, 3, 16, 16, 16) and planes[0].shape == (64, 4, 16, 16)
     # most crops hold the cursor (latent (50.5, 10.5)): the next action's heatmap peaks inside
     assert (planes[0][:, 2].amax(dim=(1, 2)) > 0.5).float().mean() > 0.6
@@ -123,7 +123,7 @@ def test_latent_crops_follow_the_cursor_and_channel_norm_is_crop_invariant():
     assert torch.allclose(full, part, atol=1e-5)
 
 
-def test_toolbar_context_reaches_every_position_and_crops_take_the_whole_strip():
+def test_global_context_reads_the_whole_latent_and_crops_take_it_whole():
     torch.manual_seed(0)
     cfg = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
                          train_crop=16, unroll=2, context=8)
@@ -131,26 +131,44 @@ def test_toolbar_context_reaches_every_position_and_crops_take_the_whole_strip()
     torch.nn.init.normal_(net.head.weight, std=0.1)
     net.eval()
     zz, pp = torch.randn(1, 16, 56, 56), torch.rand(1, 4, 56, 56)
-    other = zz.clone()
-    other[:, :, :4, :8] += 1  # another tool selected, far above the bottom rows
     with torch.no_grad():
-        bottom, moved = net(zz, pp)[..., 40:, :], net(other, pp)[..., 40:, :]
-        # a 1-block net sees ~4 cells around it: only the context carries the toolbar down there
-        assert not torch.allclose(bottom, moved, atol=1e-4)
-        # a crop given the whole map's toolbar strip computes what the whole map does inside it
-        part = net(zz[..., 30:50, 10:38], pp[..., 30:50, 10:38], zz[:, :, :8])[..., 6:14, 6:22]
-        assert torch.allclose(net(zz, pp)[..., 36:44, 16:32], part, atol=1e-5)
-        with pytest.raises(ValueError, match="toolbar strip"):
-            net(zz[..., 30:50, 10:38], pp[..., 30:50, 10:38])  # a crop must be given the strip
+        base = net(zz, pp)
+        # a 1-block net sees ~4 cells around it: only the context carries state from afar, from
+        # any part of the latent (no region is special)
+        for rows, cols in ((slice(0, 4), slice(0, 8)), (slice(50, 56), slice(48, 56)), (slice(26, 30), slice(0, 4))):
+            other = zz.clone()
+            other[:, :, rows, cols] += 1
+            far = (slice(None), slice(None), slice(36, 44), slice(16, 32)) if rows.start < 40 else \
+                  (slice(None), slice(None), slice(4, 12), slice(16, 32))
+            assert not torch.allclose(base[far], net(other, pp)[far], atol=1e-4)
+        # a crop given the whole latent computes what the whole latent does inside it
+        part = net(zz[..., 30:50, 10:38], pp[..., 30:50, 10:38], zz)[..., 6:14, 6:22]
+        assert torch.allclose(base[..., 36:44, 16:32], part, atol=1e-5)
     z = torch.randn(4, 3, 16, 56, 56)
     actions = torch.tensor([[0, 0, 0], [100, 200, 1], [104, 204, 1]]).repeat(4, 1, 1)
-    crops, planes, toolbars, k, _ = net.windows({"z": z, "actions": actions})
-    assert crops.shape[-1] == 16 and [tuple(t.shape) for t in toolbars] == [(4, 16, 8, 56)] * 2
-    assert torch.equal(toolbars[1], z[:, 1, :, :8])  # the input frame's strip of each transition
+    batch = {"z": z, "actions": actions}
+    crops, planes, boxes, k = net.windows(batch)
+    assert crops.shape[-1] == 16
+    # the context of an unrolled step reads the true latent with the rolled-out crop pasted in
+    state = torch.zeros(4, 16, 16, 16)
+    whole = net.denormalize(net.context_input(batch, 1, state, boxes))
+    x, y = boxes[0]
+    assert torch.allclose(whole[0, :, y : y + 16, x : x + 16], state[0], atol=1e-6)
+    outside = torch.ones(56, 56, dtype=torch.bool)
+    outside[y : y + 16, x : x + 16] = False
+    assert torch.allclose(whole[0][:, outside], z[0, 1][:, outside], atol=1e-5)
     net.train()
-    loss, _ = net.loss({"z": z, "actions": actions})
+    loss, _ = net.loss(batch)
     loss.backward()
     assert net.context_net[0].weight.grad.abs().sum() > 0
+
+
+def test_a_model_told_about_minipaint_is_refused_by_name():
+    with pytest.raises(ValueError, match="'toolbar_head' no longer exists"):
+        DynamicsConfig.from_dict({**DynamicsConfig().to_dict(), "toolbar_head": True})
+    with pytest.raises(ValueError, match="unknown field 'colour'"):
+        DynamicsConfig.from_dict({**DynamicsConfig().to_dict(), "colour": 1})
+    assert DynamicsConfig.from_dict(DYNAMICS_PRESETS["cpu"].to_dict()) == DYNAMICS_PRESETS["cpu"]
 
 
 def test_channel_norm_normalises_each_position_over_its_channels():
@@ -159,57 +177,3 @@ def test_channel_norm_normalises_each_position_over_its_channels():
     h = torch.randn(2, 8, 5, 7).contiguous(memory_format=torch.channels_last) * 3 + 1
     var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)
     assert torch.allclose(ChannelNorm()(h), (h - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
-
-
-def test_geometry_planes_are_read_beside_the_heatmaps():
-    from infinipaint.actions import pair_planes
-
-    torch.manual_seed(0)
-    net = LatentCNN(DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
-                                   train_crop=16, unroll=2, geometry=True, context=8))
-    prev, nxt = torch.tensor([[60, 100, 1]]), torch.tensor([[97, 130, 1]])
-    planes = net.action_input(prev, nxt)
-    assert planes.shape == (1, 20, 56, 56) and torch.equal(planes[:, :4], pair_planes(prev, nxt))
-    assert net.a_in.in_channels == 20
-    torch.nn.init.normal_(net.head.weight, std=0.1)  # zero-initialised: no gradient would pass it
-    z = torch.randn(4, 3, 16, 56, 56)
-    actions = torch.tensor([[0, 0, 0], [100, 200, 1], [104, 204, 1]]).repeat(4, 1, 1)
-    _, crops, _, _, _ = net.windows({"z": z, "actions": actions})
-    assert crops[0].shape == (4, 20, 16, 16)
-    loss, _ = net.loss({"z": z, "actions": actions})
-    loss.backward()
-    assert net.a_in.weight.grad[:, 4:].abs().sum() > 0  # the geometry planes reach the loss
-
-
-def test_geometry_kind_brush_reads_the_exact_footprint():
-    from dataclasses import replace
-
-    from infinipaint.actions import brush_footprint, stroke_geometry
-
-    cfg = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, geometry=True)
-    prev, nxt = torch.tensor([[60, 100, 1]]), torch.tensor([[67, 104, 1]])
-    assert torch.equal(LatentCNN(cfg).action_input(prev, nxt)[:, 4:], stroke_geometry(prev, nxt))
-    brush = LatentCNN(replace(cfg, geometry_kind="brush"))
-    assert torch.equal(brush.action_input(prev, nxt)[:, 4:], brush_footprint(prev, nxt))
-    with pytest.raises(ValueError, match="geometry_kind"):
-        DynamicsConfig(preset="tiny", geometry_kind="circle")
-
-
-def test_geometry_model_starts_from_one_without_it_and_predicts_the_same():
-    from dataclasses import replace
-
-    from infinipaint.models.dynamics import initial_state
-
-    torch.manual_seed(0)
-    cfg = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel", context=8)
-    source = LatentCNN(cfg)
-    torch.nn.init.normal_(source.head.weight, std=0.1)
-    widened = LatentCNN(replace(cfg, geometry=True))
-    widened.load_state_dict(initial_state(widened, source.state_dict(), cfg))
-    assert widened.a_in.weight[:, 4:].abs().sum() == 0 and torch.equal(widened.a_in.weight[:, :4], source.a_in.weight)
-    prev, nxt = torch.tensor([[60, 100, 1]]), torch.tensor([[97, 130, 1]])
-    z = torch.randn(1, 16, 56, 56)
-    with torch.no_grad():
-        assert torch.allclose(source.eval()(z, source.action_input(prev, nxt)),
-                              widened.eval()(z, widened.action_input(prev, nxt)), atol=1e-6)
-    assert initial_state(source, source.state_dict(), cfg).keys() == source.state_dict().keys()

@@ -119,7 +119,7 @@ def test_levels_head_learns_a_sparse_transition_exactly():
     with torch.no_grad():
         _, after = net.loss(batch)
     assert after["clean_wrong_changed"] == 0.0 and after["clean_wrong_same"] == 0.0
-    from infinipaint.actions import pair_planes
+    from infinipaint.models.encoding import pair_planes
 
     net.eval()
     with torch.no_grad():

@@ -1,50 +1,60 @@
-"""The shipped `weights/cpu` world model loads as a matching pair and behaves like Minipaint on a short
-stroke (a smoke test of the real files, not a quality measurement: that is `infinipaint evaluate`)."""
+"""The shipped `weights/cpu` world model behaves like Minipaint on a few scripted steps: a hover
+changes nothing, a stroke appears where Minipaint paints it, a press on a swatch or the eraser
+selects it. A smoke test of the committed files (they must be there: a missing file fails), not a
+quality measurement: that is `infinipaint evaluate` (figures in weights/cpu/MODEL_CARD.md)."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from infinipaint.minipaint import Minipaint
+from infinipaint.evaluation.scoring import read_toolbar
+from infinipaint.minipaint import LAYOUT, Minipaint
 from infinipaint.models.world_model import WorldModel
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "cpu"
 
 
-@pytest.mark.skipif(not (WEIGHTS / "dynamics.safetensors").exists(), reason="no shipped weights")
-def test_shipped_world_model_paints_a_stroke_like_minipaint():
-    wm = WorldModel.load(WEIGHTS)
-    assert wm.window == 32 and wm.dynamics.config.context > 0
-    assert wm.dynamics.config.paint_palette and wm.dynamics.config.paint_reader  # the canvas is painted by the paint head
-    app = Minipaint()
-    first = app.reset()
-    assert np.array_equal(wm.reset(first), first)  # the FSQ VAE is exact on a blank screen
-    steps = [(100, 120, 0), (100, 120, 1), (108, 124, 1), (116, 128, 1), (116, 128, 0)]
+@pytest.fixture(scope="module")
+def wm() -> WorldModel:
+    for name in ("vae.json", "vae.safetensors", "dynamics.json", "dynamics.safetensors", "MODEL_CARD.md"):
+        assert (WEIGHTS / name).is_file(), f"the shipped weights lack {name}"
+    return WorldModel.load(WEIGHTS, bf16=False)
+
+
+def run(wm: WorldModel, app: Minipaint, steps) -> tuple[np.ndarray, np.ndarray]:
     for s in steps:
         truth, pred = app.step(s), wm.step(s)
-    painted = (truth != first).any(-1)
+    return truth, pred
+
+
+def test_a_hover_changes_nothing(wm):
+    app = Minipaint()
+    first = app.reset()
+    start = wm.reset(first)
+    assert np.array_equal(start, first)  # the VAE is exact on a blank screen
+    _, pred = run(wm, app, [(100, 120, 0), (110, 126, 0), (120, 130, 0), (60, 150, 0)])
+    assert np.array_equal(pred, start)
+
+
+def test_a_stroke_appears_where_minipaint_paints_it(wm):
+    app = Minipaint()
+    first = app.reset()
+    wm.reset(first)
+    steps = [(100, 120, 0), (100, 120, 1), (108, 124, 1), (116, 128, 1), (124, 132, 1), (124, 132, 0)]
+    truth, pred = run(wm, app, steps)
+    painted, predicted = (truth != first).any(-1), (pred != first).any(-1)
     assert painted.sum() > 50
-    # the stroke is there, where Minipaint put it, and nothing else moved
-    assert (pred != truth).any(-1).sum() < 0.2 * painted.sum()
+    overlap = (painted & predicted).sum() / (painted | predicted).sum()
+    assert overlap > 0.6, f"stroke overlap {overlap:.2f}"
 
 
-@pytest.mark.skipif(not (WEIGHTS / "dynamics.safetensors").exists(), reason="no shipped weights")
-def test_shipped_world_model_draws_minipaints_toolbar_for_every_press():
-    """The toolbar head: every state recorded, and presses on each control give Minipaint's
-    toolbar to the pixel."""
-    from infinipaint.minipaint import LAYOUT
-
-    wm = WorldModel.load(WEIGHTS, bf16=False)
-    assert wm.dynamics.config.toolbar_head and bool(wm.dynamics.toolbar.seen.all())
+@pytest.mark.parametrize("control", ["color3", "eraser"])
+def test_a_press_selects_the_control(wm, control):
     app = Minipaint()
     wm.reset(app.reset())
-    top = LAYOUT.toolbar_height
-    for control in ("color2", "eraser", "color5", "pen", "color0"):
-        for action in ((*LAYOUT.center(control), 1), (*LAYOUT.center(control), 0)):
-            truth, pred = app.step(action), wm.step(action)
-            assert np.array_equal(pred[:top], truth[:top]), control
-    for size in (9, 1, 6):
-        for action in ((*LAYOUT.slider_point(size), 1), (*LAYOUT.slider_point(size), 0)):
-            truth, pred = app.step(action), wm.step(action)
-            assert np.array_equal(pred[:top], truth[:top]), size
+    press = (*LAYOUT.center(control), 1)
+    truth, pred = run(wm, app, [press, (press[0], press[1], 0)])
+    (want,), _ = read_toolbar(truth[None])
+    (got,), _ = read_toolbar(pred[None])
+    assert got == want

@@ -12,7 +12,8 @@ from infinipaint.models import vae as vae_files
 from infinipaint.models.checkpoint import read_info, save_weights
 from infinipaint.models.dynamics import DYNAMICS_PRESETS, LatentCNN
 from infinipaint.models.vae import VAE, VAE_PRESETS
-from infinipaint.models.world_model import WorldModel, dream_env
+from infinipaint.models.world_model import WorldModel
+from infinipaint.viewer.env import dream_env
 
 
 def make_world_model_dir(path, seed=0):
@@ -89,6 +90,34 @@ def test_mismatched_pair_is_refused(wm_dir, tmp_path):
         WorldModel.load(tmp_path / "missing")
 
 
+def test_a_model_written_with_minipaint_knowledge_is_refused_by_name(wm_dir, tmp_path):
+    """Model folders of versions whose network was told about Minipaint (a toolbar head, the
+    toolbar's rows, the brush rasteriser) have config fields that no longer exist."""
+    info = json.loads((wm_dir / "dynamics.json").read_text())
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("vae.json", "vae.safetensors", "dynamics.safetensors"):
+        (old / name).write_bytes((wm_dir / name).read_bytes())
+    for field, value in (("toolbar_head", True), ("context_rows", 8), ("geometry_kind", "brush")):
+        (old / "dynamics.json").write_text(json.dumps({**info, "config": {**info["config"], field: value}}))
+        with pytest.raises(CheckpointError, match=f"'{field}' no longer exists"):
+            WorldModel.load(old)
+
+
+def test_the_first_step_follows_the_recorded_reset_action(wm_dir):
+    """The a_prev of a rollout's first step is the one the training data recorded (a config field)."""
+    from dataclasses import replace
+
+    wm = WorldModel.load(wm_dir, bf16=False)
+    assert wm.prev_action == tuple(wm.dynamics.config.reset_action)
+    first = infinipaint.minipaint.Minipaint().reset()
+    a = wm.rollout(first[None], np.array([[(60, 60, 0)]]))
+    wm.dynamics.config = replace(wm.dynamics.config, reset_action=(200, 200, 1))
+    moved = WorldModel(wm.vae, wm.dynamics, bf16=False)
+    assert moved.prev_action == (200, 200, 1)
+    assert not np.array_equal(a, moved.rollout(first[None], np.array([[(60, 60, 0)]])))
+
+
 def test_dream_env_passes_check_env(wm_dir):
     env = dream_env(model_dir=wm_dir, render_mode="rgb_array", max_steps=3)
     check_env(env, skip_render_check=False)
@@ -157,15 +186,18 @@ def test_the_dynamics_runs_on_a_window_around_the_cursor():
     z = torch.randn(2, 16, 56, 56)
     prev, act = torch.tensor([[100, 120, 1], [20, 10, 0]]), torch.tensor([[108, 128, 1], [24, 12, 1]])
     out, ref = windowed.advance(z, prev, act), whole.advance(z, prev, act)
-    # sample 0 (canvas): the 16x16 window centred between the cursors (latent (26, 31)) changes ...
+    # sample 0: the 16x16 window centred between the cursors (latent (26, 31)) changes ...
     changed = (out[0] != z[0]).any(dim=0)
     ys, xs = torch.nonzero(changed, as_tuple=True)
     assert changed.any() and ys.min() >= 23 and ys.max() < 39 and xs.min() >= 18 and xs.max() < 34
-    # ... as the net computes it on that window given the whole map's toolbar strip
+    # ... as the net computes it on that window, its context reading the whole latent
     with torch.no_grad():
-        crop = dyn.step(z[:1, :, 23:39, 18:34], dyn.action_input(prev[:1], act[:1])[..., 23:39, 18:34], z[:1, :, :8])
-    assert torch.allclose(out[0, :, 23:39, 18:34], crop[0])
-    # sample 1 (a click in the toolbar): the whole map, as without windows
-    assert torch.allclose(out[1], ref[1], atol=1e-5) and not torch.allclose(out[0], ref[0], atol=1e-5)
+        crop = dyn.step(z[:1, :, 23:39, 18:34], dyn.action_input(prev[:1], act[:1])[..., 23:39, 18:34], z[:1])
+    assert torch.allclose(out[0, :, 23:39, 18:34], crop[0], atol=1e-5)
+    # sample 1, near the top: a window too (no region of the screen is special), clamped to the latent
+    changed = (out[1] != z[1]).any(dim=0)
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    assert changed.any() and ys.max() < 16 and xs.max() < 16
+    assert not torch.allclose(out[0], ref[0], atol=1e-5)
     with pytest.raises(ValueError, match="window"):
-        WorldModel(vae, dyn, window=57)
+        WorldModel(vae, dyn, window=-1)

@@ -147,3 +147,11 @@ def test_freeze_encoder_keeps_the_latent_space(small_dataset, tmp_path):
     assert vae_files.encoder_sha256(a) == vae_files.encoder_sha256(b)
     assert not torch.equal(a.decoder.conv_in.weight, b.decoder.conv_in.weight)
     assert json.loads((tmp_path / "b" / "config.json").read_text())["freeze_encoder"] is True
+
+
+def test_train_config_refuses_unknown_extra_settings():
+    """`extra` holds only what a command reads (the --mix shares); a setting nothing reads, such as
+    the step-kind `oversample` of earlier versions, is refused rather than silently ignored."""
+    assert TrainConfig(extra={"mix": {"data/edge": 0.1}}).extra["mix"] == {"data/edge": 0.1}
+    with pytest.raises(ValueError, match="oversample"):
+        TrainConfig(extra={"oversample": {"press_": 20}})

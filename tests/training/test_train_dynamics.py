@@ -41,6 +41,7 @@ def test_dynamics_trains_and_loads_as_a_world_model(small_dataset, vaes, tmp_pat
     losses = val_losses(run)  # the same val windows every time
     assert len(losses) == 4 and losses[-1] < 0.92 * losses[0]
     config = json.loads((run / "model" / "dynamics.json").read_text())["config"]
+    assert config["reset_action"] == [112, 112, 0]  # the a_prev the recordings give every first step
     assert config["head"] == ("levels" if latent == "fsq" else "delta")
     assert config["levels"] == (5 if latent == "fsq" else 0)
     wm = WorldModel.load(run / "model", bf16=False)
@@ -137,70 +138,20 @@ def test_mix_trains_on_a_second_dataset_and_resumes_with_it(small_dataset, vaes,
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_paint_head_trains_on_the_datasets_frames(small_dataset, vaes, tmp_path):
-    """`--paint`: the palette comes from the VAE, the head learns from the frames, and the saved
-    pair rolls out; a VAE that does not decode to a palette is refused."""
-    vae = tmp_path / "vae"
-    train("vae", small_dataset, vae, "--steps", "2", "--model-set", "latent=fsq", "--model-set", "output=palette",
-          "--model-set", "encoder_kernel=1")
-    geometry = ["--model-set", "geometry=true", "--model-set", "geometry_kind=brush"]
-    run = tmp_path / "dyn"
-    train("dynamics", small_dataset, run, "--vae", vae / "model", "--paint", *geometry, "--steps", "6",
-          "--log-every", "2", "--model-set", "unroll=2", "--model-set", "context=16", "--model-set", "select_weight=1")
-    palette = json.loads((vae / "model" / "vae.json").read_text())["config"]["palette"]
-    config = json.loads((run / "model" / "dynamics.json").read_text())["config"]
-    assert config["paint_palette"] == palette
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert all(r["paint_nll_near"] >= 0 and 0 <= r["select_wrong_size"] <= 1 for r in rows if r["split"] == "train")
-    wm = WorldModel.load(run / "model", bf16=False)
-    frame = wm.reset(torch.full((224, 224, 3), 255, dtype=torch.uint8).numpy())
-    assert wm.step((100, 100, 1)).shape == frame.shape
-    proc = train("dynamics", small_dataset, tmp_path / "rgb", "--vae", vaes["fsq"], "--paint", *geometry,
-                 "--steps", "1", check=False)
-    assert proc.returncode != 0 and "needs a palette VAE" in proc.stderr
-    proc = train("dynamics", small_dataset, tmp_path / "nopaint", "--vae", vae / "model", "--model-set", "context=16",
-                 "--model-set", "select_weight=1", "--steps", "1", check=False)
-    assert proc.returncode == 2 and "needs --paint" in proc.stderr
+def test_a_run_told_about_minipaint_is_refused_naming_the_field(small_dataset, vaes, tmp_path):
+    """A run (or --init-from weights) whose config has a field of the versions that gave the network
+    Minipaint's toolbar rows or brush footprint is refused with the field's name, not a traceback."""
+    run = tmp_path / "old"
+    train("dynamics", small_dataset, run, "--vae", vaes["fsq"], "--steps", "2", "--val-every", "0")
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["geometry_kind"] = "brush"
+    (run / "config.json").write_text(json.dumps(config))
+    proc = train("dynamics", small_dataset, run, "--vae", vaes["fsq"], "--resume", check=False)
+    assert proc.returncode == 2 and "'geometry_kind' no longer exists" in proc.stderr and "Traceback" not in proc.stderr
+    info = json.loads((run / "model" / "dynamics.json").read_text())
+    info["config"]["toolbar_head"] = True
+    (run / "model" / "dynamics.json").write_text(json.dumps(info))
+    proc = train("dynamics", small_dataset, tmp_path / "new", "--vae", vaes["fsq"], "--init-from", run / "model",
+                 check=False)
+    assert proc.returncode == 2 and "'toolbar_head' no longer exists" in proc.stderr
 
-
-def test_train_toolbar_adds_a_fitted_toolbar_head(small_dataset, vaes, tmp_path):
-    """`train toolbar`: a copy of the world model with the toolbar table of the data's selected
-    states and a fitted classifier, that loads and steps; it resumes, and refuses a VAE whose
-    encoder is not cell-local."""
-    vae = tmp_path / "vae"
-    train("vae", small_dataset, vae, "--steps", "2", "--model-set", "latent=fsq", "--model-set", "encoder_kernel=1")
-    dyn = tmp_path / "dyn"
-    train("dynamics", small_dataset, dyn, "--vae", vae / "model", "--steps", "2")
-    out = tmp_path / "tb"
-    proc = run_cli("train", "toolbar", "--data", small_dataset, "--init-from", dyn / "model", "--out", out,
-                   "--steps", "20", "--batch-size", "64", "--mix", small_dataset)
-    assert "selected states never occur" in proc.stdout  # 16 short episodes do not select all 120 states
-    from infinipaint.training.toolbar import dataset_transitions
-
-    own = len(dataset_transitions(small_dataset, progress=False)["state"])  # the cache's, and again as --mix
-    assert f"{2 * own:,} train transitions" in proc.stdout
-    metrics = json.loads((out / "toolbar" / "metrics.json").read_text())
-    assert metrics["steps"] == 20 and 0 <= metrics["val_wrong"] <= 1
-    config = json.loads((out / "model" / "dynamics.json").read_text())["config"]
-    assert config["toolbar_head"] is True
-    wm = WorldModel.load(out / "model", bf16=False)
-    head = wm.dynamics.toolbar
-    assert head.ready and 0 < int(head.seen.sum()) < len(head.seen)
-    before, _ = load_weights(dyn / "model", "dynamics")
-    after, _ = load_weights(out / "model", "dynamics")
-    assert all(torch.equal(before[k], after[k]) for k in before)  # the networks it started from are kept
-    frame = wm.reset(torch.full((224, 224, 3), 255, dtype=torch.uint8).numpy())
-    assert wm.step((30, 15, 1)).shape == frame.shape
-    proc = run_cli("train", "toolbar", "--data", small_dataset, "--init-from", dyn / "model", "--out", out,
-                   "--steps", "30", "--batch-size", "64", "--resume")
-    assert "resuming the toolbar head from step 20" in proc.stdout
-    assert json.loads((out / "toolbar" / "metrics.json").read_text())["steps"] == 30
-    (out / "toolbar" / "state.pt").write_bytes(b"not a checkpoint")
-    proc = run_cli("train", "toolbar", "--data", small_dataset, "--init-from", dyn / "model", "--out", out,
-                   "--steps", "40", "--resume", check=False)
-    assert proc.returncode != 0 and "not a toolbar-head checkpoint" in proc.stderr
-    kernel3 = tmp_path / "dyn3"
-    train("dynamics", small_dataset, kernel3, "--vae", vaes["fsq"], "--steps", "1")
-    proc = run_cli("train", "toolbar", "--data", small_dataset, "--init-from", kernel3 / "model", "--out",
-                   tmp_path / "tb3", check=False)
-    assert proc.returncode == 2 and "cell-local encoder" in proc.stderr

@@ -147,4 +147,5 @@ def test_headless_needs_a_replay(tmp_path):
 def test_play_shares_the_window():
     from infinipaint.minipaint.commands import play
 
-    assert play(Namespace(scale=1, steps=3)) == 0
+    assert play(Namespace(scale=1, steps=3, layout="default")) == 0
+    assert play(Namespace(scale=1, steps=3, layout="column")) == 0

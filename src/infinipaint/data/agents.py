@@ -2,6 +2,7 @@
 
     from infinipaint.data.agents import EpisodeConfig, record_episode
     ep = record_episode(seed=0, index=7)           # all randomness from (seed, index)
+    ep = record_episode(0, 7, layout="column")     # the same person on another Minipaint layout
     ep.frames    # (T+1, 224, 224, 3) uint8: frames[0] = reset frame, frames[t] = after actions[t]
     ep.actions   # (T+1, 3) int16: actions[0] = RESET_ACTION, actions[t] = the step giving frames[t]
     ep.kinds     # (T+1,) uint8 index into KINDS (what the step did to Minipaint)
@@ -15,6 +16,7 @@ The agent emits RAW pointer samples, as a person's mouse sampled every 80 ms wou
 to ~30 px per sample, pauses as repeated identical samples); they pass through the same
 `ActionStream` the viewer uses, so the recorded steps have the viewer's statistics. Each episode
 draws a style (sparse, normal, crowded, eraser-heavy) so episodes span empty to crowded canvases.
+Every position, colour and brush size comes from the app's layout, so agents work on any layout.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from infinipaint.actions import RESET_ACTION, ActionStream
-from infinipaint.minipaint import COLORS, LAYOUT, SCREEN, Minipaint
+from infinipaint.minipaint import CONTROLS, SCREEN, Layout, Minipaint
 
 GENERATOR_VERSION = 1
 
+# What a step did to Minipaint; the controls have the same names in every layout.
 KINDS = (
-    "reset", "draw", "erase", *(f"press_{c}" for c in LAYOUT.controls),
+    "reset", "draw", "erase", *(f"press_{c}" for c in CONTROLS),
     "slider_drag", "hover", "idle", "dead_click", "nop_drag",
 )
 PRIMITIVES = ("polyline", "arc", "circle", "zigzag", "spiral", "scribble", "dot", "long_stroke")
@@ -40,8 +43,6 @@ STYLES = ("sparse", "normal", "crowded", "eraser")
 
 _KIND = {k: i for i, k in enumerate(KINDS)}
 _ACT = {a: i for i, a in enumerate(ACTIVITIES)}
-_CX, _CY, _CW, _CH = LAYOUT.rect("canvas")
-_TOOLBAR = LAYOUT.rect("toolbar")
 
 Sample = tuple[int, int, int, str]  # x, y, down, activity
 
@@ -83,11 +84,11 @@ def episode_rng(seed: int, index: int) -> np.random.Generator:
 
 def step_kind(app: Minipaint, x: int, y: int, down: int) -> str:
     """What a step does to Minipaint, from its state before the step."""
-    s = app.state
+    s, layout = app.state, app.layout
     if down and not s.down:
-        if LAYOUT.contains("canvas", x, y):
+        if layout.contains("canvas", x, y):
             return "draw" if s.tool == "pen" else "erase"
-        control = LAYOUT.control_at(x, y)
+        control = layout.control_at(x, y)
         return f"press_{control}" if control else "dead_click"
     if down:
         if s.drag == "canvas":
@@ -100,12 +101,22 @@ def _clip(v: float, lo: int, hi: int) -> int:
     return int(min(max(round(v), lo), hi))
 
 
+def toward_canvas(layout: Layout) -> tuple[int, int]:
+    """The unit step (dx, dy) from the toolbar toward the canvas, along the axis they are apart."""
+    (tx, ty), (cx, cy) = layout.center("toolbar"), layout.center("canvas")
+    if abs(cx - tx) > abs(cy - ty):
+        return (1 if cx > tx else -1), 0
+    return 0, (1 if cy > ty else -1)
+
+
 class Agent:
     """Turns intentions (a spiral here, a colour pick there) into raw pointer samples."""
 
     def __init__(self, rng: np.random.Generator, app: Minipaint, edge_work: float = 0.0) -> None:
         self.rng = rng
         self.app = app
+        self.layout = app.layout  # every position, colour and brush size the agent uses
+        self.canvas = app.layout.rect("canvas")  # (x, y, w, h), where strokes go
         self.edge_work = edge_work
         self.style = str(rng.choice(STYLES, p=[0.2, 0.35, 0.25, 0.2]))
         self.speed = float(rng.uniform(5, 22))  # px per 80 ms sample while drawing
@@ -186,8 +197,9 @@ class Agent:
             path = np.roll(path, -int(np.argmin(near)), axis=0)
         elif near[-1] < near[0]:
             path = path[::-1].copy()
-        path[:, 0] = np.clip(path[:, 0], _CX, _CX + _CW - 1)
-        path[:, 1] = np.clip(path[:, 1], _CY, _CY + _CH - 1)
+        cx, cy, cw, ch = self.canvas
+        path[:, 0] = np.clip(path[:, 0], cx, cx + cw - 1)
+        path[:, 1] = np.clip(path[:, 1], cy, cy + ch - 1)
         start = (int(round(path[0, 0])), int(round(path[0, 1])))
         out = self._move(start)
         out.append((*start, 1, activity))
@@ -214,7 +226,7 @@ class Agent:
         return out
 
     def _point_in(self, name: str, margin: int = 1) -> tuple[int, int]:
-        x, y, w, h = LAYOUT.rect(name)
+        x, y, w, h = self.layout.rect(name)
         return (int(self.rng.integers(x + margin, x + w - margin)), int(self.rng.integers(y + margin, y + h - margin)))
 
     # ---------------------------------------------------------------------- where to draw
@@ -222,8 +234,9 @@ class Agent:
         """A centre for a shape of radius `extent`: on ink while erasing, often near the pointer
         otherwise (people draw where they are), anywhere the rest of the time."""
         r = self.rng
-        m = min(extent, _CW / 2 - 1, _CH / 2 - 1) * 0.5
-        lo, hi = np.array([_CX + m, _CY + m]), np.array([_CX + _CW - m, _CY + _CH - m])
+        cx, cy, cw, ch = self.canvas
+        m = min(extent, cw / 2 - 1, ch / 2 - 1) * 0.5
+        lo, hi = np.array([cx + m, cy + m]), np.array([cx + cw - m, cy + ch - m])
         if self.app.state.tool == "eraser" and self.ink and r.random() < 0.85:
             return np.array(self.ink[int(r.integers(len(self.ink)))], float) + r.normal(0, 6, 2)
         if r.random() < 0.75:
@@ -300,8 +313,9 @@ class Agent:
 
     def _long_stroke(self) -> list[Sample]:
         r = self.rng
-        x0, x1 = _CX + r.uniform(0, 20), _CX + _CW - 1 - r.uniform(0, 20)
-        y0, y1 = _CY + r.uniform(0, 20), _CY + _CH - 1 - r.uniform(0, 20)
+        cx, cy, cw, ch = self.canvas
+        x0, x1 = cx + r.uniform(0, 20), cx + cw - 1 - r.uniform(0, 20)
+        y0, y1 = cy + r.uniform(0, 20), cy + ch - 1 - r.uniform(0, 20)
         kind = r.integers(3)
         if kind == 0:  # left <-> right
             a, b = [x0, r.uniform(y0, y1)], [x1, r.uniform(y0, y1)]
@@ -328,11 +342,11 @@ class Agent:
         return out
 
     def _color_pick(self) -> list[Sample]:
-        i = int(self.rng.integers(len(COLORS)))
+        i = int(self.rng.integers(len(self.layout.colors)))
         return self._click(self._point_in(f"color{i}"), "color_pick")
 
     def _size(self, min_size: int = 1) -> int:
-        sizes = [s for s in LAYOUT.sizes if s >= min_size]
+        sizes = [s for s in self.layout.sizes if s >= min_size]
         bias = {"sparse": -0.5, "normal": 0.0, "crowded": 1.5, "eraser": 0.8}[self.style]
         w = np.exp(bias * np.linspace(-1, 1, len(sizes)))
         return int(sizes[int(self.rng.choice(len(sizes), p=w / w.sum()))])
@@ -340,33 +354,40 @@ class Agent:
     def _slider_press(self, min_size: int = 1) -> list[Sample]:
         if self.rng.random() < 0.15:  # anywhere on the slider, ends included
             return self._click(self._point_in("slider", 0), "slider_press")
-        x, y = LAYOUT.slider_point(self._size(min_size))
-        return self._click((x + int(self.rng.integers(-1, 2)), y + int(self.rng.integers(-6, 7))), "slider_press")
+        L = self.layout
+        along, across = L.track_coords(*L.slider_point(self._size(min_size)))
+        along += int(self.rng.integers(-1, 2))  # a pixel off along the track, up to 6 across it
+        return self._click(L.track_coords(along, across + int(self.rng.integers(-6, 7))), "slider_press")
 
     def _slider_drag(self, off_rect: bool = False) -> list[Sample]:
-        r = self.rng
+        """Press on the slider and drag along it; targets are in track coordinates (along, across)."""
+        r, L = self.rng, self.layout
         activity = "edge_work" if off_rect else "slider_drag"
         start = self._point_in("slider", 0)
         out = self._move(start)
         out.append((*start, 1, activity))
         self.pos = start
-        sx, sy, sw, sh = LAYOUT.rect("slider")
+        a0, c0, length, thickness = L.slider_span()
         for _ in range(int(r.integers(1, 3))):
-            tx = int(r.integers(sx - 6, sx + sw + 6)) if r.random() < 0.3 else LAYOUT.slider_point(self._size())[0]
-            if off_rect:  # out of the slider's rectangle, above or below
-                ty = _clip(sy + sh - 1 + r.integers(1, 9) if r.random() < 0.7 else sy - r.integers(1, 5), 0, SCREEN - 1)
+            if r.random() < 0.3:
+                along = int(r.integers(a0 - 6, a0 + length + 6))
             else:
-                ty = _clip(self.pos[1] + r.integers(-3, 4), 0, SCREEN - 1)
-            path = np.linspace(self.pos, (tx, ty), 16)
+                along = L.track_coords(*L.slider_point(self._size()))[0]
+            if off_rect:  # out of the slider's rectangle, on either side of the track
+                d = c0 + thickness - 1 + r.integers(1, 9) if r.random() < 0.7 else c0 - r.integers(1, 5)
+                across = _clip(d, 0, SCREEN - 1)
+            else:
+                across = _clip(L.track_coords(*self.pos)[1] + r.integers(-3, 4), 0, SCREEN - 1)
+            path = np.linspace(self.pos, L.track_coords(along, across), 16)
             out += self._walk(path, 1, activity, r.uniform(3, 12))
         out.append((*self.pos, 0, activity))
         return out
 
     def _dead_click(self) -> list[Sample]:
-        x0, y0, w, h = _TOOLBAR
+        x0, y0, w, h = self.layout.rect("toolbar")
         while True:
             p = (int(self.rng.integers(x0, x0 + w)), int(self.rng.integers(y0, y0 + h)))
-            if LAYOUT.control_at(*p) is None:
+            if self.layout.control_at(*p) is None:
                 return self._click(p, "dead_click")
 
     def _edge_work(self) -> list[Sample]:
@@ -375,21 +396,24 @@ class Agent:
         r = self.rng
         if r.random() < 0.3:
             return self._slider_drag(off_rect=True)
-        x, y, w, h = LAYOUT.rect(str(r.choice(LAYOUT.controls)))
+        x, y, w, h = self.layout.rect(str(r.choice(self.layout.controls)))
         d = int(r.integers(1, 5)) if r.random() < 0.8 else -int(r.integers(0, 2))  # outward distance
         side = int(r.integers(4))
         along = r.integers(-2, (w if side < 2 else h) + 2)
         p = [(x + along, y - d), (x + along, y + h - 1 + d), (x - d, y + along), (x + w - 1 + d, y + along)][side]
-        tx, ty, tw, th = _TOOLBAR
+        tx, ty, tw, th = self.layout.rect("toolbar")
         return self._click((_clip(p[0], tx, tx + tw - 1), _clip(p[1], ty, ty + th - 1)), "edge_work")
 
     def _button_drag(self) -> list[Sample]:
-        name = str(self.rng.choice(LAYOUT.controls[:-1]))
+        """Press on a button and drag up to 50 px toward the canvas (and up to 40 px sideways)."""
+        name = str(self.rng.choice(self.layout.controls[:-1]))
         start = self._point_in(name)
         out = self._move(start)
         out.append((*start, 1, "button_drag"))
         self.pos = start
-        end = (start[0] + self.rng.uniform(-40, 40), start[1] + self.rng.uniform(0, 50))
+        side, inward = self.rng.uniform(-40, 40), self.rng.uniform(0, 50)
+        dx, dy = toward_canvas(self.layout)
+        end = (start[0] + side * abs(dy) + inward * dx, start[1] + side * abs(dx) + inward * dy)
         out += self._walk(np.linspace(start, end, 16), 1, "button_drag", self.rng.uniform(5, 15))
         out.append((*self.pos, 0, "button_drag"))
         return out
@@ -413,15 +437,17 @@ def _densify(pts: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def record_episode(seed: int, index: int, config: EpisodeConfig = EpisodeConfig()) -> Episode:
-    """Play one episode: a pure function of (seed, index, config, GENERATOR_VERSION, layout)."""
+def record_episode(seed: int, index: int, config: EpisodeConfig = EpisodeConfig(),
+                   layout: str | Layout = "default") -> Episode:
+    """Play one episode on a layout (a name in LAYOUTS, or a Layout): a pure function of
+    (seed, index, config, GENERATOR_VERSION, layout)."""
     rng = episode_rng(seed, index)
     n_steps = int(rng.integers(config.min_steps, config.max_steps + 1))
-    app = Minipaint()
+    app = Minipaint(layout)
     agent = Agent(rng, app, config.edge_work)
     stream = ActionStream()
     frame = app.reset()
-    canvas = slice(_CY, _CY + _CH)
+    cx, cy, cw, ch = app.layout.rect("canvas")
     frames = np.empty((n_steps + 1, SCREEN, SCREEN, 3), dtype=np.uint8)
     actions = np.empty((n_steps + 1, 3), dtype=np.int16)
     kinds = np.empty(n_steps + 1, dtype=np.uint8)
@@ -448,8 +474,8 @@ def record_episode(seed: int, index: int, config: EpisodeConfig = EpisodeConfig(
             frames[t], actions[t] = frame, (sx, sy, sd)
             kinds[t], acts[t] = _KIND[kind], _ACT[activity]
             if kind in ("draw", "erase"):
-                c = frame[canvas]
-                density[t] = np.count_nonzero((c[..., 0] & c[..., 1] & c[..., 2]) != 255) / (_CW * _CH)
+                c = frame[cy : cy + ch, cx : cx + cw]
+                density[t] = np.count_nonzero((c[..., 0] & c[..., 1] & c[..., 2]) != 255) / (cw * ch)
             else:
                 density[t] = density[t - 1]
     return Episode(frames, actions, kinds, acts, density, agent.style, raw, agent.pauses)

@@ -1,6 +1,7 @@
 """`infinipaint generate` and `infinipaint data verify|stats|show`.
 
     infinipaint generate --out data/cpu --episodes 300 --workers 2 --seed 0
+    infinipaint generate --out data/column --episodes 300 --layout column   # another Minipaint layout
     infinipaint data verify data/cpu              # exit 1 (naming the file) on any problem
     infinipaint data stats data/cpu [--json]
     infinipaint data show data/cpu --episode 3 --out ep3.gif [--start 0 --frames 300]
@@ -32,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--edge-work", type=float, default=0.0,
                    help="weight of clicks and slider drags just outside a control's edge among the UI "
                         "activities (colour picks: 0.4; default 0: none, the episodes of earlier versions)")
+    g.add_argument("--layout", default="default",
+                   help="Minipaint layout by name (a key of minipaint.LAYOUTS); recorded with the dataset")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.set_defaults(func=cmd_generate)
 
@@ -59,7 +62,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import time
 
     from infinipaint.data.agents import EpisodeConfig
-    from infinipaint.data.storage import generate
+    from infinipaint.data.generate import generate
     from infinipaint.errors import CommandError
 
     default = EpisodeConfig()
@@ -70,10 +73,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     t0 = time.perf_counter()
     m = generate(args.out, args.episodes, seed=args.seed, workers=args.workers,
-                 episodes_per_shard=args.episodes_per_shard, config=config, progress=not args.quiet)
+                 episodes_per_shard=args.episodes_per_shard, config=config, progress=not args.quiet,
+                 layout=args.layout)
     dt = time.perf_counter() - t0
     size = sum(s["bytes"] for s in m["shards"])
-    print(f"{args.out}: {m['n_episodes']} episodes, {m['n_frames']} frames, {len(m['shards'])} shards, "
+    print(f"{args.out}: layout {args.layout}, {m['n_episodes']} episodes, {m['n_frames']} frames, "
+          f"{len(m['shards'])} shards, "
           f"{size / 1e6:.1f} MB ({size / m['n_frames']:.0f} B/frame); "
           f"splits {', '.join(f'{k} {len(v)}' for k, v in m['splits'].items())}; {dt:.1f} s")
     return 0
@@ -169,9 +174,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from infinipaint.actions import encode_action
     from infinipaint.data.storage import DatasetReader
     from infinipaint.errors import CommandError
+    from infinipaint.models.encoding import encode_action
 
     reader = DatasetReader(args.dir)
     episode = args.episode if ":" in args.episode else int(args.episode) if args.episode.isdigit() else None

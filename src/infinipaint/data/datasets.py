@@ -4,13 +4,13 @@
     from infinipaint.data.datasets import FrameDataset, TransitionDataset
     frames = FrameDataset("data/cpu", "train")           # item: uint8 (3, 224, 224)
     windows = TransitionDataset("data/cpu", "train", k=4)
-    item = windows[0]   # {"frames": uint8 (K+1, 3, 224, 224), "actions": int64 (K+1, 3), "kinds": int64 (K+1,)}
+    item = windows[0]   # {"frames": uint8 (K+1, 3, 224, 224), "actions": int64 (K+1, 3)}
     loader = DataLoader(windows, batch_size=32, shuffle=True, num_workers=2)
 
 Frames are channels-first uint8 tensors (divide by 255 yourself). A window starting at t holds
 `frames[t:t+K+1]` and `actions[t:t+K+1]` of one episode: `actions[0]` of the window is `a_prev` of
 its first transition and `actions[j+1]` produced `frames[j+1]` (storage convention: `actions[0]`
-of an episode is `RESET_ACTION`). Every start 0 <= t <= T - K is an item, episodes never mix.
+of an episode is the pointer before its first step). Every start 0 <= t <= T - K is an item, episodes never mix.
 
 Only the manifest is read at construction; shard files are opened lazily by the process that
 reads them (each DataLoader worker opens its own). One frame costs one pread and one zstd decode
@@ -84,5 +84,4 @@ class TransitionDataset(Dataset):
         return {
             "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (K+1, 3, 224, 224)
             "actions": torch.from_numpy(arrays["actions"][t : t + self.k + 1].astype(np.int64)),  # (K+1, 3)
-            "kinds": torch.from_numpy(arrays["kinds"][t : t + self.k + 1].astype(np.int64)),  # (K+1,)
         }

@@ -10,13 +10,11 @@ depends on nothing else), so a new encoder never reads a stale cache while a dec
 `--freeze-encoder` keeps it: `DATA/latents/<encoder sha256[:16]>/<split>/` holds the latents of
 all frames of all episodes of the split back to back, memory-mapped when read (`codes.npy`, uint8
 (N, C, 56, 56) FSQ codes, for an FSQ encoder; `z.npy`, float16, for a continuous one),
-`actions.npy` (int16 (N, 3)), `kinds.npy` (uint8 (N,), what each step did, as in data/agents.py
-KINDS) and `index.json` (episode keys and their first row). It is written into a temp folder and
+`actions.npy` (int16 (N, 3)) and `index.json` (episode keys and their first row): frames and raw
+actions, nothing else the recordings hold. It is written into a temp folder and
 renamed when complete; a killed build resumes from the last episode it wrote, and a build of more
 episodes copies those a finished cache already holds.
 Windows follow the storage convention: `actions[0]` of a window is `a_prev` of its first transition.
-`selected.npy` (uint8 (N, 3): tool, colour, brush-size index after each step; `selection_labels`)
-is added on first use, by replaying the episodes' actions in Minipaint.
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ from torch.utils.data import Dataset
 
 from infinipaint.data.storage import DatasetReader
 from infinipaint.errors import DataError
+from infinipaint.models.vae import COMPRESSION
 from infinipaint.precision import resolve_bf16
 
 
@@ -99,7 +98,8 @@ def encode_episode_cells(vae, frames: np.ndarray, batch: int = 32, device: str =
     then only the cells each step changed, packed 3,136 to an image, and every other cell's code
     carried over from the frame before. A step changes a few dozen cells, so this encodes ~100x
     fewer pixels than every frame whole, with the same codes."""
-    t, g = len(frames), 56
+    t, side = len(frames), frames.shape[1]
+    g = side // COMPRESSION  # latent cells a side
     cells = frames.reshape(t, g, 4, g, 4, 3).transpose(0, 1, 3, 2, 4, 5)  # (T, 56, 56, 4, 4, 3), a view
     changed = np.zeros((t, g, g), dtype=bool)
     changed[0] = True
@@ -110,7 +110,7 @@ def encode_episode_cells(vae, frames: np.ndarray, batch: int = 32, device: str =
     pad = -len(picked) % per_image
     if pad:
         picked = np.concatenate([picked, np.full((pad, 4, 4, 3), 255, dtype=np.uint8)])
-    images = picked.reshape(-1, g, g, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, 224, 224, 3)
+    images = picked.reshape(-1, g, g, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, side, side, 3)
     codes = _encode_frames(vae, np.ascontiguousarray(images), batch, device, resolve_bf16(bf16, device))  # (m, C, 56, 56)
     codes = codes.permute(0, 2, 3, 1).reshape(-1, codes.shape[1])[: len(ts)]  # (n, C), in `picked` order
     z = torch.empty(t, codes.shape[1], g, g)
@@ -162,7 +162,8 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         dtype = np.uint8 if fsq else np.float16
-        np.lib.format.open_memmap(_latents_file(tmp, index), mode="w+", dtype=dtype, shape=(starts[-1], c, 56, 56))
+        g = reader.frame(keys[0], 0).shape[0] // COMPRESSION  # latent cells a side, from the data's frames
+        np.lib.format.open_memmap(_latents_file(tmp, index), mode="w+", dtype=dtype, shape=(starts[-1], c, g, g))
         progress = 0
     z_all = _open_latents(tmp, index, mode="r+")
     old_z, reuse = _reusable(out, old, keys)
@@ -182,68 +183,15 @@ def build_latent_cache(data_root: str | Path, vae_dir: str | Path, split: str, m
     bar.close()
     del z_all, old_z
     actions = np.zeros((starts[-1], 3), dtype=np.int16)
-    kinds = np.zeros(starts[-1], dtype=np.uint8)
     for key, start, stop in zip(keys, starts, starts[1:]):
-        arrays = reader.arrays(key)
-        actions[start:stop], kinds[start:stop] = arrays["actions"], arrays["kinds"]
+        actions[start:stop] = reader.arrays(key)["actions"]
     np.save(tmp / "actions.npy", actions)
-    np.save(tmp / "kinds.npy", kinds)
     (tmp / "index.json").write_text(json.dumps(index))
     (tmp / PROGRESS).unlink()
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return out
-
-
-SELECTED = "selected.npy"  # in a cache folder: what is selected after each step (`selection_labels`)
-
-
-def selection_labels(cache: str | Path) -> np.ndarray:
-    """What Minipaint has selected after each step of a latent cache, uint8 (N, 3): tool (0 pen, 1
-    eraser), colour (index into COLORS) and brush size (index into LAYOUT.sizes). Every episode
-    starts from Minipaint's reset state, so replaying its actions gives the state exactly; the
-    replay (~0.3 ms a step) runs once and is stored beside the latents (`selected.npy`, written
-    atomically)."""
-    from tqdm import tqdm
-
-    cache = Path(cache)
-    info = _read_index(cache)
-    if info is None:
-        raise DataError(f"{cache}: not a latent cache (no index.json)")
-    starts = info["starts"]
-    path = cache / SELECTED
-    if path.exists():
-        try:
-            labels = np.load(path)
-            if labels.shape == (starts[-1], 3):
-                return labels
-        except (OSError, ValueError):
-            pass  # a damaged file: replay again
-    actions = np.load(cache / "actions.npy")
-    labels = np.zeros((starts[-1], 3), dtype=np.uint8)
-    for start, stop in tqdm(list(zip(starts, starts[1:])), desc=f"replay {cache.name} selections", unit="episode"):
-        labels[start:stop] = replay_selections(actions[start:stop])
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, labels)
-    tmp.replace(path)
-    return labels
-
-
-def replay_selections(actions: np.ndarray) -> np.ndarray:
-    """What Minipaint has selected after each step of one episode (actions (T+1, 3), the first the
-    reset): uint8 (T+1, 3) = (tool: 0 pen / 1 eraser, colour index, brush-size index)."""
-    from infinipaint.minipaint import LAYOUT, Minipaint
-
-    app = Minipaint()
-    app.reset()
-    labels = np.zeros((len(actions), 3), dtype=np.uint8)
-    for t, action in enumerate(actions):
-        if t:  # row 0 is the reset frame
-            app.step(tuple(int(v) for v in action), clip=True)
-        s = app.state
-        labels[t] = (s.tool == "eraser", s.color, LAYOUT.sizes.index(s.size))
-    return labels
 
 
 def _read_index(folder: Path) -> dict | None:
@@ -279,18 +227,10 @@ def _reusable(out: Path, old: dict | None, keys: list[str]) -> tuple[np.ndarray 
 class LatentTransitionDataset(Dataset):
     """Windows of K transitions over a latent cache: z[t:t+K+1], actions[t:t+K+1] of one episode."""
 
-    def __init__(self, cache: str | Path, k: int = 1, oversample: dict[str, float] | None = None,
-                 frames: str | Path | None = None, selected: bool = False) -> None:
-        """`oversample` maps a step kind ("press_pen", "erase", ...; prefix "press_" matches every
-        press) to a weight: windows whose transitions include such a step are drawn that many times
-        more often by the training loop (`sampling_weights`). `frames`: the dataset the cache was
-        built from; each item then also holds the window's frames ("frames", uint8 (K+1, 224, 224,
-        3); the paint head's targets). `selected`: each item also holds what is selected after each
-        of its steps ("selected", int64 (K+1, 3), `selection_labels`)."""
+    def __init__(self, cache: str | Path, k: int = 1) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.cache, self.k = Path(cache), k
-        self.frames = None if frames is None else DatasetReader(frames)
         try:
             self.info = json.loads((self.cache / "index.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -302,24 +242,14 @@ class LatentTransitionDataset(Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(per)])
         self._z: np.ndarray | None = None
         self._actions: np.ndarray | None = None
-        self.sampling_weights = self._weights(oversample) if oversample else None
-        self.selected = selection_labels(self.cache) if selected else None
+        self.sampling_weights: np.ndarray | None = None  # uniform: every window as likely
 
-    def _weights(self, oversample: dict[str, float]) -> np.ndarray:
-        """Per-window weight: the largest weight of any step kind among its K transitions."""
-        from infinipaint.data.agents import KINDS
-
-        kinds = np.load(self.cache / "kinds.npy")
-        step_weight = np.ones(len(KINDS))
-        for name, w in oversample.items():
-            matches = [i for i, k in enumerate(KINDS) if k == name or (name.endswith("_") and k.startswith(name))]
-            if not matches:
-                raise ValueError(f"unknown step kind {name!r}; known: {', '.join(KINDS)}")
-            step_weight[matches] = w
-        per_row = step_weight[kinds]
-        per_episode = np.diff(self.offsets)
-        rows = np.repeat(self.first_row, per_episode) + np.arange(len(self)) - np.repeat(self.offsets[:-1], per_episode)
-        return np.max([per_row[rows + j] for j in range(1, self.k + 1)], axis=0)  # the transitions' own steps
+    def reset_action(self) -> tuple[int, int, int]:
+        """The `a_prev` the recordings give an episode's first step (the most common one, should
+        they differ): the world model starts every rollout from it."""
+        first = np.load(self.cache / "actions.npy")[self.first_row].astype(np.int64)
+        values, counts = np.unique(first, axis=0, return_counts=True)
+        return tuple(int(v) for v in values[int(np.argmax(counts))])
 
     def _open(self) -> None:  # lazily, in the process that reads (DataLoader workers)
         self._z = _open_latents(self.cache, self.info)
@@ -345,13 +275,7 @@ class LatentTransitionDataset(Dataset):
         e, r = self.locate(i)
         z = _as_values(self._z[r : r + self.k + 1], self.info)  # (K+1, C, 56, 56)
         a = self._actions[r : r + self.k + 1].astype(np.int64)  # (K+1, 3)
-        item = {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
-        if self.selected is not None:
-            item["selected"] = torch.from_numpy(self.selected[r : r + self.k + 1].astype(np.int64))
-        if self.frames is not None:
-            key, t = self.info["keys"][e], r - int(self.first_row[e])
-            item["frames"] = torch.from_numpy(np.stack([self.frames.frame(key, t + j) for j in range(self.k + 1)]))
-        return item
+        return {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
 
     def warm(self, chunk: int = 16 << 20) -> threading.Thread | None:
         """Read the latents file once, front to back, in a background thread, when it fits in the
@@ -394,9 +318,8 @@ class MixedWindows(Dataset):
         mix = MixedWindows([LatentTransitionDataset(main, k=12), LatentTransitionDataset(edge, k=12)], [0.9, 0.1])
         mix.sampling_weights   # per window; the windows of part i sum to shares[i]
 
-    Each part keeps its own oversampling: a rare step is as much more likely within its part as
-    it was alone, and the part as a whole is drawn with its share (so a small dataset of edge
-    cases can make a tenth of every batch, whatever its size). Latent statistics are the first
+    Each part as a whole is drawn with its share (so a small dataset of edge cases can make a
+    tenth of every batch, whatever its size). Latent statistics are the first
     part's (the main dataset)."""
 
     def __init__(self, parts: list[LatentTransitionDataset], shares: list[float]) -> None:

@@ -1,12 +1,15 @@
-"""Sharded, checksummed, resumable episode storage.
+"""Reading and verifying sharded, checksummed episode datasets (writing: `data.generate`).
 
-    from infinipaint.data.storage import generate, DatasetReader, verify
-    manifest = generate("data/cpu", episodes=300, seed=0, workers=2)   # resumable, atomic shards
+    from infinipaint.data.storage import DatasetReader, layout_of, verify
     reader = DatasetReader("data/cpu")             # reads only the manifest; shards open lazily
     reader.keys("test")                            # ["0:17", ...] episode keys in that split
     frame = reader.frame("0:17", 5)                # (224, 224, 3) uint8, one zstd blob decoded
     ep = reader.episode("0:17")                    # frames + actions/kinds/activities/density
+    layout_of(reader.manifest)                     # "default": the Minipaint layout recorded
     problems = verify("data/cpu")                  # [] when every byte checks out
+
+This module reads files only: it imports nothing of Minipaint or the agents, so the model side can
+load data without the world that made it.
 
 Layout of DIR: `manifest.json` and `shard-NNNNN.ips`; episode i lives in shard i // E (E =
 episodes per shard, fixed at the first run), so the result never depends on the worker count and
@@ -19,10 +22,11 @@ Shard file (format version 1), one file, random access:
     | uint64 footer length | b"IPSHEND1"
 Blobs per episode: its T+1 frames (each a zstd frame with content checksum, level 3), then one
 blob of its per-step arrays (actions int16 (T+1, 3), kinds uint8, activities uint8, density
-float32). The footer holds the generator version, seed, episode config, layout version, per-
-episode checksums (sha256 of the raw frames and int16 actions) and a sha256 of everything
-before it. A flipped byte fails the zstd checksum (read), the body hash (resume) and the episode
-checksum (verify); a truncated file loses its end marker.
+float32). The footer holds the generator version, seed, episode config, Minipaint layout (its name
+under "layout", absent for "default", and "layout_version"), per-episode checksums (sha256 of the
+raw frames and int16 actions) and a sha256 of everything before it. A flipped byte fails the zstd
+checksum (read), the body hash (resume) and the episode checksum (verify); a truncated file loses
+its end marker.
 
 Why not Zarr v3: measured on this machine (2 shared cores, load ~5) with two episodes (1,800
 frames), both with per-frame zstd level 3 chunks: a Zarr v3 array with the sharding codec writes
@@ -38,31 +42,30 @@ import hashlib
 import json
 import os
 import struct
-import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from infinipaint.data.agents import GENERATOR_VERSION, Episode, EpisodeConfig, record_episode
-from infinipaint.errors import CommandError, DataError
-from infinipaint.minipaint import LAYOUT_VERSION, SCREEN
+from infinipaint.errors import DataError
 
 FORMAT_VERSION = 1
 MAGIC = b"IPSHARD1"
 END_MAGIC = b"IPSHEND1"
 TRAILER = struct.Struct("<Q8s")
 ZSTD_LEVEL = 3
+SCREEN = 224  # frame side in pixels, that of every Minipaint layout (a constant here: no Minipaint import)
 FRAME_SHAPE = (SCREEN, SCREEN, 3)
 FRAME_BYTES = SCREEN * SCREEN * 3
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
-DEFAULT_EPISODES_PER_SHARD = 16
+DEFAULT_LAYOUT = "default"  # the layout of datasets whose metadata names none
+# What must match for shards and a manifest to belong to one dataset.
+IDENTITY = ("format_version", "generator_version", "layout", "layout_version", "seed", "config",
+            "episodes_per_shard", "zstd_level")
 
 
-def _zstd():  # numcodecs codecs are cheap; make one per call site
+def zstd_codec():  # numcodecs codecs are cheap; make one per call site
     from numcodecs import Zstd
 
     return Zstd(level=ZSTD_LEVEL, checksum=True)
@@ -91,23 +94,31 @@ def shard_name(shard: int) -> str:
     return f"shard-{shard:05d}.ips"
 
 
+def layout_of(meta: dict[str, Any]) -> str:
+    """The Minipaint layout a manifest or shard footer was recorded on (a key of minipaint.LAYOUTS)."""
+    return meta.get("layout", DEFAULT_LAYOUT)
+
+
+def identity(meta: dict[str, Any]) -> dict[str, Any]:
+    """The IDENTITY fields of a manifest, shard footer or planned run, the layout name filled in."""
+    return {k: layout_of(meta) if k == "layout" else meta.get(k) for k in IDENTITY}
+
+
+def check_compatible(where: Path, have: dict[str, Any], want: dict[str, Any]) -> None:
+    """Raise DataError naming the first IDENTITY field where `have` (found at `where`) differs."""
+    have, want = identity(have), identity(want)
+    for k, v in want.items():
+        if have[k] != v:
+            raise DataError(f"{where}: was generated with {k}={have[k]!r}, this run asks for {v!r}; "
+                            "use another --out directory (or the same settings)")
+
+
 def file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _arrays_blob(ep: Episode) -> bytes:
-    return b"".join(
-        [
-            ep.actions.astype("<i2").tobytes(),
-            ep.kinds.astype(np.uint8).tobytes(),
-            ep.activities.astype(np.uint8).tobytes(),
-            ep.density.astype("<f4").tobytes(),
-        ]
-    )
 
 
 def _parse_arrays(raw: bytes, n: int) -> dict[str, np.ndarray]:
@@ -123,99 +134,13 @@ def _parse_arrays(raw: bytes, n: int) -> dict[str, np.ndarray]:
     }
 
 
-# ----------------------------------------------------------------------------------- writing
-def _config_meta(config: EpisodeConfig) -> dict[str, Any]:
-    """The episode config as stored; `edge_work` only when set, so that datasets written before it
-    existed still match (with it 0, the same episodes are recorded)."""
-    d = asdict(config)
-    if d["edge_work"] == 0:
-        del d["edge_work"]
-    return d
-
-
-def _meta(seed: int, config: EpisodeConfig, episodes_per_shard: int) -> dict[str, Any]:
-    """What must match for shards and manifest to belong to one dataset."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "generator_version": GENERATOR_VERSION,
-        "layout_version": LAYOUT_VERSION,
-        "seed": int(seed),
-        "config": _config_meta(config),
-        "episodes_per_shard": int(episodes_per_shard),
-        "zstd_level": ZSTD_LEVEL,
-    }
-
-
-def write_shard(path: Path, shard: int, seed: int, indices: list[int], config: EpisodeConfig,
-                episodes_per_shard: int, parent_pid: int | None = None) -> dict[str, Any]:
-    """Record the episodes and write them atomically to `path`; return the shard summary."""
-    codec = _zstd()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    body = hashlib.sha256()
-    offsets: list[int] = []
-    episodes = []
-    with open(tmp, "wb") as f:
-        pos = 0
-
-        def put(blob: bytes) -> None:
-            nonlocal pos
-            offsets.append(pos)
-            f.write(blob)
-            body.update(blob)
-            pos += len(blob)
-
-        put(MAGIC)
-        offsets.clear()
-        for index in indices:
-            if parent_pid is not None and os.getppid() != parent_pid:
-                os._exit(1)  # orphaned by a killed `generate`: stop, leave only a *.tmp
-            ep = record_episode(seed, index, config)
-            key = episode_key(seed, index)
-            first = len(offsets)
-            for frame in ep.frames:
-                put(codec.encode(frame))
-            put(codec.encode(_arrays_blob(ep)))
-            episodes.append({
-                "key": key, "index": int(index), "shard": shard, "steps": len(ep.frames) - 1,
-                "first_blob": first, "checksum": episode_checksum(ep.frames, ep.actions),
-                "split": split_of(key), "style": ep.style,
-                "raw_samples": ep.raw_samples, "pause_samples": ep.pause_samples,
-            })
-        index_offset = pos
-        offsets.append(pos)
-        index_bytes = np.asarray(offsets, "<u8").tobytes()
-        f.write(index_bytes)
-        body.update(index_bytes)
-        footer = {
-            "format": "infinipaint-shard", **_meta(seed, config, episodes_per_shard), "shard": shard,
-            "episodes": episodes, "n_blobs": len(offsets) - 1, "index_offset": index_offset,
-            "body_sha256": body.hexdigest(),
-        }
-        raw = json.dumps(footer, sort_keys=True).encode()
-        f.write(raw)
-        f.write(TRAILER.pack(len(raw), END_MAGIC))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return shard_summary(path, footer)
-
-
-def shard_summary(path: Path, footer: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "file": path.name, "bytes": path.stat().st_size, "sha256": file_hash(path),
-        "episodes": [e["index"] for e in footer["episodes"]],
-        "frames": sum(e["steps"] + 1 for e in footer["episodes"]),
-        "_footer": footer,
-    }
-
-
 # ----------------------------------------------------------------------------------- reading
 class ShardReader:
     """Random access to one shard file. Open it in the process that reads (DataLoader worker)."""
 
     def __init__(self, path: str | Path, cache: bool = False) -> None:
         self.path = Path(path)
-        self._codec = _zstd()
+        self._codec = zstd_codec()
         try:
             self._fd = os.open(self.path, os.O_RDONLY)
         except OSError as e:
@@ -409,120 +334,6 @@ class DatasetReader:
         return {**self.__dict__, "_pid": -1, "_shards": {}}
 
 
-# -------------------------------------------------------------------------------- generation
-def _check_compatible(where: Path, have: dict[str, Any], want: dict[str, Any]) -> None:
-    for k, v in want.items():
-        if have.get(k) != v:
-            raise DataError(f"{where}: was generated with {k}={have.get(k)!r}, this run asks for {v!r}; "
-                            "use another --out directory (or the same settings)")
-
-
-def _existing_shard(path: Path, meta: dict[str, Any], indices: list[int]) -> dict[str, Any] | None:
-    """The summary of a finished shard that can be kept, or None if it must be (re)generated."""
-    if not path.exists():
-        return None
-    try:
-        reader = ShardReader(path)
-        try:
-            _check_compatible(path, reader.footer, meta)
-            if [e["index"] for e in reader.footer["episodes"]] != indices:
-                return None  # the last shard of a smaller run: regenerate with the new episodes
-            reader.check_body()
-            return shard_summary(path, reader.footer)
-        finally:
-            reader.close()
-    except DataError as e:
-        if "was generated with" in str(e):
-            raise
-        print(f"generate: regenerating {path.name}: {e}", file=sys.stderr)
-        return None
-
-
-def _worker_init(parent_pid: int) -> None:
-    """Pool workers die with their parent: a SIGKILLed `generate` leaves no orphan writing."""
-    import threading
-    import time
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def generate(out: str | Path, episodes: int, seed: int = 0, workers: int = 1,
-             episodes_per_shard: int | None = None, config: EpisodeConfig = EpisodeConfig(),
-             progress: bool = True) -> dict[str, Any]:
-    """Generate (or complete, or grow) a dataset in `out`; returns the manifest."""
-    from tqdm import tqdm
-
-    if episodes < 1 or workers < 1 or (episodes_per_shard is not None and episodes_per_shard < 1):
-        raise CommandError("--episodes, --workers and --episodes-per-shard must be positive")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    old = load_manifest(out) if (out / MANIFEST).exists() else None
-    if episodes_per_shard is None:
-        episodes_per_shard = old["episodes_per_shard"] if old else DEFAULT_EPISODES_PER_SHARD
-    meta = _meta(seed, config, episodes_per_shard)
-    if old is not None:
-        _check_compatible(out / MANIFEST, old, meta)
-        if old["n_episodes"] > episodes:
-            raise DataError(f"{out / MANIFEST}: holds {old['n_episodes']} episodes; --episodes can only grow")
-    for tmp in out.glob("*.tmp"):  # leftovers of a killed run
-        tmp.unlink()
-    n_shards = -(-episodes // episodes_per_shard)
-    plan = {s: list(range(s * episodes_per_shard, min((s + 1) * episodes_per_shard, episodes))) for s in range(n_shards)}
-    done: dict[int, dict[str, Any]] = {}
-    for s, indices in tqdm(plan.items(), desc="checking shards", unit="shard", disable=not progress or not any(out.glob("shard-*"))):
-        if (summary := _existing_shard(out / shard_name(s), meta, indices)) is not None:
-            done[s] = summary
-    todo = [s for s in plan if s not in done]
-    bar = tqdm(total=sum(len(plan[s]) for s in todo), desc=f"generating {out}", unit="episode", disable=not progress)
-    args = [(out / shard_name(s), s, seed, plan[s], config, episodes_per_shard) for s in todo]
-    if workers == 1 or len(todo) <= 1:
-        for a in args:
-            done[a[1]] = write_shard(*a)
-            bar.update(len(a[3]))
-    else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(write_shard, *a, os.getpid()): a for a in args}
-            for fut in as_completed(futures):
-                a = futures[fut]
-                done[a[1]] = fut.result()
-                bar.update(len(a[3]))
-    bar.close()
-    manifest = _manifest([done[s] for s in sorted(done)], meta)
-    write_json_atomic(out / MANIFEST, manifest)
-    return manifest
-
-
-def _manifest(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    episodes = [dict(e) for s in summaries for e in s["_footer"]["episodes"]]
-    for e in episodes:
-        e.pop("first_blob")
-    return {
-        "format": "infinipaint-dataset", **meta,
-        "n_episodes": len(episodes), "n_frames": sum(e["steps"] + 1 for e in episodes),
-        "splits": {sp: [e["key"] for e in episodes if e["split"] == sp] for sp in SPLITS},
-        "shards": [{k: v for k, v in s.items() if k != "_footer"} for s in summaries],
-        "episodes": episodes,
-    }
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------ verification
 def verify(root: str | Path, progress: bool = True) -> list[str]:
     """Decode every blob of every shard and check every hash; return the problems found."""
@@ -534,7 +345,6 @@ def verify(root: str | Path, progress: bool = True) -> list[str]:
     except DataError as e:
         return [str(e)]
     problems: list[str] = []
-    meta = {k: m[k] for k in _meta(0, EpisodeConfig(), 1)}
     listed = {s["file"] for s in m["shards"]}
     for stray in sorted(p.name for p in root.glob("shard-*.ips") if p.name not in listed):
         problems.append(f"{root / stray}: shard not listed in the manifest")
@@ -549,7 +359,7 @@ def verify(root: str | Path, progress: bool = True) -> list[str]:
             if file_hash(path) != s["sha256"]:
                 raise DataError(f"{path}: file hash differs from the manifest (corrupt)")
             reader = ShardReader(path)
-            _check_compatible(path, reader.footer, meta)
+            check_compatible(path, reader.footer, m)
             reader.check_body()
             want = {e["key"]: e for e in m["episodes"] if e["shard"] == reader.footer["shard"]}
             if sorted(want) != sorted(reader.episodes):

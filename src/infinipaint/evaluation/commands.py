@@ -4,6 +4,7 @@
     infinipaint evaluate --model A --model B --data data/cpu --out eval/ab      # one plot, two models
     infinipaint evaluate --model A --data data/cpu --compare eval/old --out eval/ab
     infinipaint rollout --model DIR --actions session.json [--out rollout] [--raw] [--start F.png] [--save-frames]
+                        [--layout column]
     infinipaint bench minipaint            # Minipaint step time, median and p95
     infinipaint bench --model DIR --out out/bench    # everything, also written as out/bench/bench.json
 """
@@ -46,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", action="store_true", help="the entries are model steps already (skip ActionStream)")
     p.add_argument("--start", help="start from this 224x224 RGB Minipaint screenshot (PNG) instead of a fresh screen")
     p.add_argument("--save-frames", action="store_true", help="also write frames.npz (uint8 truth and pred)")
+    p.add_argument("--layout", default="default",
+                   help="Minipaint layout by name (a key of minipaint.LAYOUTS): the truth, and the layout "
+                        "--start's toolbar is read on")
     _runtime(p)
     p.set_defaults(func=cmd_rollout)
 
@@ -119,12 +123,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
+    from infinipaint.minipaint import LAYOUTS
+
     from .rollout import rollout
 
+    if args.layout not in LAYOUTS:
+        raise CommandError(f"unknown layout {args.layout!r}; known: {', '.join(LAYOUTS)}")
     _set_threads(args.threads)
     m = rollout(args.model, args.actions, out=args.out, raw=args.raw, start=args.start, save_frames=args.save_frames,
                 device=args.device, bf16=_bf16(args), progress=not args.quiet, window=args.window,
-                keep_margin=args.keep_margin)
+                keep_margin=args.keep_margin, layout=args.layout)
     n = len(m["steps"])
     print(f"{n} steps: SSIM step 1 {m['ssim'][0]:.4f}, last {m['ssim'][-1]:.4f}; PSNR step 1 {m['psnr'][0]:.1f} dB, "
           f"last {m['psnr'][-1]:.1f} dB; exact share last {m['exact_share'][-1]:.3f}; written to {args.out}")

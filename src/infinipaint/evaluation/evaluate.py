@@ -8,7 +8,8 @@
     metrics = evaluate("weights/cpu", "data/cpu", episodes=20, out="eval/cpu")
 
 Held-out episodes (the `test` split, in key order) are replayed step by step: the truth is the
-recorded Minipaint frame (recorded steps are already ActionStream steps), the prediction comes
+recorded Minipaint frame (recorded steps are already ActionStream steps), scored on the layout the
+dataset was recorded on (its manifest's `layout`, also written to metrics.json); the prediction comes
 from a rolling latent started from the encoded first frame, `z <- WorldModel.advance(z, a_prev,
 a)`, decoded at every step. Episodes run as one batch, longest first, so the episodes still alive
 at step t are a prefix of the batch and finished ones simply drop out (no padding steps are ever
@@ -32,6 +33,7 @@ import torch
 
 from infinipaint.actions import RESET_ACTION
 from infinipaint.errors import CheckpointError, CommandError, DataError
+from infinipaint.minipaint import LAYOUTS
 
 from .scoring import Tracker
 
@@ -44,13 +46,15 @@ class Episodes:
     """What the harness replays: per episode its steps, step kinds, first frame and a truth source.
 
     `truth(t, rows)` returns the true frames after step t (1-based) of the episodes `rows`; it is
-    called once per step, in order, for the episodes still running."""
+    called once per step, in order, for the episodes still running. `layout` names the Minipaint
+    layout the frames are drawn on."""
 
     keys: list[str]
     actions: list[np.ndarray]  # (T_e + 1, 3) int, actions[0] = a_prev of step 1
     kinds: list[list[str]]  # (T_e + 1,) KINDS names, kinds[0] unused
     first: np.ndarray  # (E, 224, 224, 3) uint8
     truth: Callable[[int, list[int]], np.ndarray]
+    layout: str = "default"  # a key of minipaint.LAYOUTS
 
     @property
     def lengths(self) -> list[int]:
@@ -153,14 +157,29 @@ def run(wm: Any, eps: Episodes, tracker: Tracker, keep: Keep | None = None, ceil
 
 
 # ----------------------------------------------------------------------------------- dataset
+def dataset_layout(data_dir: str | Path, manifest: dict[str, Any]) -> str:
+    """The name of the layout a dataset's manifest records ("default" when it names none);
+    DataError when Minipaint has no such layout."""
+    from infinipaint.data.storage import layout_of
+
+    layout = layout_of(manifest)
+    if layout not in LAYOUTS:
+        raise DataError(f"{data_dir}: recorded on layout {layout!r}, which Minipaint does not know "
+                        f"(known: {', '.join(LAYOUTS)})")
+    return layout
+
+
 def dataset_episodes(data_dir: str | Path, episodes: int = 20, split: str = "test",
                      max_steps: int | None = None) -> Episodes:
+    """The first `episodes` episodes of a split of a dataset, truth read from its recorded frames,
+    on the layout its manifest records."""
     from infinipaint.data.agents import KINDS
     from infinipaint.data.storage import DatasetReader
 
     if episodes < 1:
         raise CommandError(f"--episodes must be >= 1, got {episodes}")
     reader = DatasetReader(data_dir)
+    layout = dataset_layout(data_dir, reader.manifest)
     keys = reader.keys(None if split == "all" else split)
     if not keys:
         raise DataError(f"{data_dir}: the {split} split is empty ({reader.manifest['n_episodes']} episodes in all); "
@@ -181,7 +200,7 @@ def dataset_episodes(data_dir: str | Path, episodes: int = 20, split: str = "tes
         raise DataError(f"{data_dir}: an episode of the {split} split has no steps")
     if any(tuple(a[0]) != RESET_ACTION for a in actions):
         raise DataError(f"{data_dir}: episodes must start with the reset action {RESET_ACTION}")
-    return Episodes(keys, actions, kinds, first, truth)
+    return Episodes(keys, actions, kinds, first, truth, layout)
 
 
 def evaluate(model_dir: str | Path, data_dir: str | Path, episodes: int = 20, out: str | Path = "eval",
@@ -195,7 +214,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, episodes: int = 20, ou
 
     wm = load_model(model_dir, device, bf16, window, keep_margin)
     eps = dataset_episodes(data_dir, episodes, split, max_steps)
-    tracker = Tracker(eps.lengths)
+    tracker = Tracker(eps.lengths, eps.layout)
     keep = Keep.plan(eps.lengths, strip_episodes, strip_steps)
     started = time.perf_counter()
     interrupted = False

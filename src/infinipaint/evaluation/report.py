@@ -18,7 +18,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .scoring import CONTROLS, DEFINITIONS, PHASES, SSIM_CLIFF
+from infinipaint.minipaint import CONTROLS
+
+from .scoring import DEFINITIONS, PHASES, SSIM_CLIFF
 
 # The write-up's numbers (reference/infinipaint-writeup.txt) and the project's targets (SPEC §8).
 WRITEUP = {"step1_ssim": 0.995, "step1_psnr": 36.0, "ssim_150": 0.95, "ssim_500": 0.85, "ssim_800": 0.6,
@@ -258,7 +260,8 @@ def markdown(m: dict[str, Any], title: str, files: dict[str, str]) -> str:
     lines.append(f"Model `{model.get('dir', '?')}` (VAE `{model.get('vae', {}).get('config', {}).get('preset', '?')}`, "
                  f"dynamics `{model.get('dynamics', {}).get('config', {}).get('preset', '?')}`, device {model.get('device', '?')}, "
                  f"bf16 {model.get('bf16', '?')}{', keep margin %g' % model['keep_margin'] if model.get('keep_margin') else ''}); data `{data.get('dir', data.get('actions', '?'))}` "
-                 f"({data.get('split', 'action file')}: {len(lengths)} episode(s), {min(lengths)}–{max(lengths)} steps); "
+                 f"({data.get('split', 'action file')}: {len(lengths)} episode(s), {min(lengths)}–{max(lengths)} steps, "
+                 f"layout {m.get('layout', 'default')}); "
                  f"{status}; {m.get('wall_s', 0):.0f} s.")
     lines += ["", "Produced by `infinipaint evaluate` (or `rollout`); every number below is in `metrics.json`.", ""]
     lines += ["## Against the write-up and the targets (SPEC §8)", "",

@@ -1,15 +1,16 @@
 """Replay any action file through Minipaint and the world model, with the harness's metrics.
 
     infinipaint rollout --model weights/cpu --actions session.json [--out rollout] [--raw]
-                        [--start FRAME.png] [--save-frames]
+                        [--start FRAME.png] [--save-frames] [--layout column]
 
     from infinipaint.evaluation.rollout import rollout, read_actions
     metrics = rollout("weights/cpu", "session.json", out="rollout", save_frames=True)
 
 The action file is `{"actions": [[x, y, down], ...]}`: raw pointer events in 224-pixel
 coordinates, passed through `ActionStream` (dead zone, 12-px sub-steps, idle step at a release)
-unless `--raw`, which takes them as model steps as they are. The truth is Minipaint stepped with
-those steps, the prediction the WorldModel's rolling latent (the first frame encoded once, then
+unless `--raw`, which takes them as model steps as they are. The truth is Minipaint on `--layout`
+(default "default"; every score is taken on that layout, named in metrics.json) stepped with those
+steps, the prediction the WorldModel's rolling latent (the first frame encoded once, then
 `advance` and `decode` per step: what `WorldModel.reset`/`step` do in the viewer). `metrics.json` has the evaluation's per-step keys
 (`steps`, `ssim_mean`, `psnr_mean`, `exact_share`, `ceiling_*`, ... with std 0 for one episode),
 plus `ssim` / `psnr` aliases, the steps themselves and the behaviour tables. With `--save-frames`,
@@ -17,10 +18,11 @@ plus `ssim` / `psnr` aliases, the steps themselves and the behaviour tables. Wit
 frame after step i + 1.
 
 `--start FRAME.png`: Minipaint cannot load a picture, but it can restore a screen. The PNG must be
-a 224x224 RGB Minipaint screen: its toolbar is read exactly against the toolbars Minipaint renders
-for every (tool, colour, size), Minipaint is restored to that screen and state (cursor and button
-as after a reset), and the world model starts from the same frame. A PNG whose toolbar is not
-exactly a Minipaint toolbar is refused: there would be no ground truth to compare against.
+a 224x224 RGB Minipaint screen of that layout: its toolbar is read exactly against the toolbars
+Minipaint renders there for every (tool, colour, size), Minipaint is restored to that screen and
+state (cursor and button as after a reset), and the world model starts from the same frame. A PNG
+whose toolbar is not exactly a Minipaint toolbar of that layout is refused: there would be no
+ground truth to compare against.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from infinipaint.errors import DataError
-from infinipaint.minipaint import SCREEN, Minipaint, MinipaintState, validate_action
+from infinipaint.minipaint import SCREEN, Layout, Minipaint, MinipaintState, get_layout, validate_action
 
 from .evaluate import Episodes, Keep, load_model, model_info, run
 from .scoring import Tracker, read_toolbar
@@ -64,8 +66,9 @@ def read_actions(path: str | Path) -> list[tuple[int, int, int]]:
     return out
 
 
-def read_start(path: str | Path) -> tuple[np.ndarray, MinipaintState]:
-    """A start screen PNG -> (frame (224, 224, 3) uint8, the Minipaint state its toolbar shows)."""
+def read_start(path: str | Path, layout: str | Layout = "default") -> tuple[np.ndarray, MinipaintState]:
+    """A start screen PNG -> (frame (224, 224, 3) uint8, the Minipaint state its toolbar shows on
+    `layout`)."""
     from PIL import Image
 
     path = Path(path)
@@ -78,24 +81,25 @@ def read_start(path: str | Path) -> tuple[np.ndarray, MinipaintState]:
         raise DataError(f"{path}: cannot read image ({e})") from None
     if mode != "RGB" or size != (SCREEN, SCREEN):
         raise DataError(f"{path}: must be a {SCREEN}x{SCREEN} RGB image, got {size[0]}x{size[1]} {mode}")
-    (state,), dist = read_toolbar(frame[None])
+    (state,), dist = read_toolbar(frame[None], layout)
     if dist[0] != 0:
-        raise DataError(f"{path}: the toolbar is not a Minipaint toolbar (nearest state {state}, mean squared "
-                        f"error {dist[0]:.1f}); Minipaint cannot be started from it, so there is no ground truth")
+        raise DataError(f"{path}: the toolbar is not a Minipaint toolbar of layout {get_layout(layout).name!r} "
+                        f"(nearest state {state}, mean squared error {dist[0]:.1f}); Minipaint cannot be started "
+                        "from it, so there is no ground truth")
     tool, color, size_ = state
     return np.ascontiguousarray(frame, dtype=np.uint8), MinipaintState(tool=tool, color=color, size=size_)
 
 
-def start_minipaint(start: str | Path | None) -> tuple[Minipaint, np.ndarray]:
-    """A fresh Minipaint, or one restored to the start PNG; returns it and its frame."""
+def start_minipaint(start: str | Path | None, layout: str | Layout = "default") -> tuple[Minipaint, np.ndarray]:
+    """A fresh Minipaint on `layout`, or one restored to the start PNG; returns it and its frame."""
     import pygame
 
     from infinipaint.minipaint import Snapshot
 
-    app = Minipaint()
+    app = Minipaint(layout)
     if start is None:
         return app, app.reset()
-    frame, state = read_start(start)
+    frame, state = read_start(start, app.layout)
     surface = pygame.Surface((SCREEN, SCREEN))  # the same pixel format as Minipaint's own screen
     surface.blit(pygame.image.frombuffer(frame.tobytes(), (SCREEN, SCREEN), "RGB"), (0, 0))
     restored = app.restore(Snapshot(state, surface))
@@ -106,10 +110,11 @@ def start_minipaint(start: str | Path | None) -> tuple[Minipaint, np.ndarray]:
 
 def rollout(model_dir: str | Path, actions_file: str | Path, out: str | Path = "rollout", raw: bool = False,
             start: str | Path | None = None, save_frames: bool = False, device: str = "auto", bf16: bool | None = None,
-            progress: bool = True, window: int | None = None, keep_margin: float | None = None) -> dict[str, Any]:
-    """Replay an action file through Minipaint and the model; write metrics.json, plots, a strip,
-    a GIF and report.md (and frames.npz) to `out`; return the metrics."""
-    from infinipaint.actions import RESET_ACTION, ActionStream
+            progress: bool = True, window: int | None = None, keep_margin: float | None = None,
+            layout: str | Layout = "default") -> dict[str, Any]:
+    """Replay an action file through Minipaint on `layout` and the model; write metrics.json,
+    plots, a strip, a GIF and report.md (and frames.npz) to `out`; return the metrics."""
+    from infinipaint.actions import ActionStream
     from infinipaint.data.agents import step_kind
 
     from . import report
@@ -119,8 +124,9 @@ def rollout(model_dir: str | Path, actions_file: str | Path, out: str | Path = "
     if not steps:
         raise DataError(f"{actions_file}: the events produce no model steps (all inside the dead zone?)")
     wm = load_model(model_dir, device, bf16, window, keep_margin)
-    app, first = start_minipaint(start)
-    actions = np.asarray([RESET_ACTION, *steps], dtype=np.int64)
+    app, first = start_minipaint(start, layout)
+    # the first step's a_prev: the pointer the model assumes before any step (as `WorldModel.step`)
+    actions = np.asarray([wm.reset_action, *steps], dtype=np.int64)
     kinds = ["reset"]
     truths: list[np.ndarray] = []
 
@@ -131,8 +137,8 @@ def rollout(model_dir: str | Path, actions_file: str | Path, out: str | Path = "
 
     # Kinds are known only as Minipaint runs: the harness reads kinds[t] after truth(t), so a
     # list that grows in step is enough.
-    eps = Episodes(["rollout"], [actions], [kinds], first[None], truth)
-    tracker = Tracker(eps.lengths)
+    eps = Episodes(["rollout"], [actions], [kinds], first[None], truth, app.layout.name)
+    tracker = Tracker(eps.lengths, eps.layout)
     keep = Keep.plan(eps.lengths, 1)
     preds: list[np.ndarray] = []
 

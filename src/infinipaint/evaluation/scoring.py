@@ -4,10 +4,14 @@
     scores = frame_scores(pred, truth)        # uint8 (B, 224, 224, 3) x 2 -> dict of (B,) arrays
     states = read_toolbar(pred)               # [(tool, colour, size), ...] nearest rendered toolbar
     tracker = Tracker(lengths)                # fed one step at a time by the harness (evaluate.py)
+    read_toolbar(pred, layout="column")       # every function takes the layout (default: "default")
+
+Everything that depends on where Minipaint draws what (region masks, toolbar references, the
+controls) is computed for one layout of `minipaint.LAYOUTS`, named or given, once per layout name.
 
 Definitions (every number in `metrics.json` means exactly this):
 - SSIM / PSNR: `infinipaint.metrics` (skimage-compatible SSIM; PSNR capped at 100 dB), 224x224.
-- Region SSIM: the full-size SSIM map (`ssim_map(full=True)`) averaged over `LAYOUT.mask(region)`.
+- Region SSIM: the full-size SSIM map (`ssim_map(full=True)`) averaged over `layout.mask(region)`.
 - Exact share: share of pixels whose three channels are all within 8/255 (8 levels) of the truth.
 - Wrong pixel: a pixel whose largest channel difference exceeds 48/255 (`VISIBLE_DELTA`), about a
   fifth of the range: clearly visible at 1:1 on Minipaint's flat colours. A frame has a *visible
@@ -47,7 +51,7 @@ import numpy as np
 import torch
 
 from infinipaint.metrics import RADIUS, masked_mean, psnr, ssim_map, to_float
-from infinipaint.minipaint import COLORS, LAYOUT, TOOLS, Minipaint, MinipaintState
+from infinipaint.minipaint import TOOLS, Layout, Minipaint, MinipaintState, get_layout
 
 EXACT_TOL = 8  # levels: a pixel is exact when every channel is within 8/255 of the truth
 VISIBLE_DELTA = 48  # levels: a pixel is wrong when some channel is off by more than this
@@ -55,7 +59,6 @@ VISIBLE_PIXELS = 9  # wrong pixels that make a visible error
 SSIM_CLIFF = 0.95
 PHASES: tuple[tuple[str, int, int | None], ...] = (("early", 1, 150), ("mid", 151, 500), ("late", 501, None))
 REGIONS = ("canvas", "toolbar")
-CONTROLS = LAYOUT.controls  # pen, eraser, color0..color5, slider
 DEFINITIONS = {
     "exact_share": f"share of pixels with every channel within {EXACT_TOL}/255 of the truth",
     "visible_error": f"at least {VISIBLE_PIXELS} pixels whose largest channel error exceeds {VISIBLE_DELTA}/255",
@@ -105,20 +108,29 @@ def visible_error(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return wrong_pixels(pred, truth) >= VISIBLE_PIXELS
 
 
-@functools.lru_cache(maxsize=1)
-def _region_masks() -> dict[str, torch.Tensor]:
-    return {r: torch.from_numpy(LAYOUT.mask(r)) for r in REGIONS}
+def _layout_name(layout: str | Layout) -> str:
+    """The name of a layout of LAYOUTS (given by name or itself): the key of the caches below."""
+    return get_layout(layout).name
+
+
+@functools.lru_cache(maxsize=None)
+def _region_masks(name: str) -> dict[str, torch.Tensor]:
+    """The (224, 224) bool mask of every region in REGIONS on the named layout."""
+    layout = get_layout(name)
+    return {r: torch.from_numpy(layout.mask(r)) for r in REGIONS}
 
 
 @torch.no_grad()
-def frame_scores(pred: np.ndarray, truth: np.ndarray, regions: bool = True) -> dict[str, np.ndarray]:
-    """ssim, psnr, exact_share, wrong_pixels (and canvas_ssim, toolbar_ssim if `regions`): (B,) float64 each."""
+def frame_scores(pred: np.ndarray, truth: np.ndarray, regions: bool = True,
+                 layout: str | Layout = "default") -> dict[str, np.ndarray]:
+    """ssim, psnr, exact_share, wrong_pixels (and canvas_ssim, toolbar_ssim on `layout`'s regions if
+    `regions`): (B,) float64 each."""
     x, y = to_float(pred), to_float(truth)
     if regions:
         full = ssim_map(x, y, full=True)  # (B, 224, 224); its interior is exactly the map `ssim` averages
         r = RADIUS
         out = {"ssim": full[:, r:-r, r:-r].mean(dim=(-2, -1)),
-               **{f"{name}_ssim": masked_mean(full, m) for name, m in _region_masks().items()}}
+               **{f"{name}_ssim": masked_mean(full, m) for name, m in _region_masks(_layout_name(layout)).items()}}
     else:
         out = {"ssim": ssim_map(x, y).mean(dim=(-2, -1))}
     out["psnr"] = psnr(x, y)
@@ -139,27 +151,33 @@ State = tuple[str, int, int]  # tool, colour index, brush size
 TOOLBAR_ATTRIBUTES = ("tool", "color", "size")
 
 
-@functools.lru_cache(maxsize=1)
-def toolbar_references() -> tuple[list[State], torch.Tensor]:
-    """Every (tool, colour, size) state and its rendered toolbar crop, (N, 32 * 224 * 3) float64
-    (integer-valued: the distances below are exact integers, so a true frame is at distance 0)."""
-    x, y, w, h = LAYOUT.rect("toolbar")
-    app = Minipaint()
+def toolbar_references(layout: str | Layout = "default") -> tuple[list[State], torch.Tensor]:
+    """Every (tool, colour, size) state of `layout` and its rendered toolbar crop, (N, h * w * 3)
+    float64 for a toolbar rectangle of h x w (integer-valued: the distances below are exact
+    integers, so a true frame is at distance 0)."""
+    return _toolbar_references(_layout_name(layout))
+
+
+@functools.lru_cache(maxsize=None)
+def _toolbar_references(name: str) -> tuple[list[State], torch.Tensor]:
+    layout = get_layout(name)
+    x, y, w, h = layout.rect("toolbar")
+    app = Minipaint(layout)
     states, crops = [], []
     for tool in TOOLS:
-        for color in range(len(COLORS)):
-            for size in LAYOUT.sizes:
+        for color in range(len(layout.colors)):
+            for size in layout.sizes:
                 frame = app.reset(MinipaintState(tool=tool, color=color, size=size))
                 states.append((tool, color, size))
                 crops.append(frame[y : y + h, x : x + w].reshape(-1))
     return states, torch.from_numpy(np.stack(crops)).double()
 
 
-def read_toolbar(frames: np.ndarray) -> tuple[list[State], np.ndarray]:
-    """The nearest rendered toolbar state of each frame (B, 224, 224, 3) and its mean squared
-    distance per value (0 for a true Minipaint frame)."""
-    states, refs = toolbar_references()
-    x, y, w, h = LAYOUT.rect("toolbar")
+def read_toolbar(frames: np.ndarray, layout: str | Layout = "default") -> tuple[list[State], np.ndarray]:
+    """The nearest state rendered on `layout` of each frame's toolbar (B, 224, 224, 3) and its mean
+    squared distance per value (0 for a true Minipaint frame of that layout)."""
+    states, refs = toolbar_references(layout)
+    x, y, w, h = get_layout(layout).rect("toolbar")
     crops = torch.from_numpy(frames[:, y : y + h, x : x + w].reshape(len(frames), -1).astype(np.float64))
     d = (crops.pow(2).sum(1, keepdim=True) - 2 * crops @ refs.T + refs.pow(2).sum(1)[None]) / refs.shape[1]
     best = d.argmin(dim=1)
@@ -196,16 +214,19 @@ def _share(hits: list[bool]) -> dict[str, Any]:
 
 class Tracker:
     """Per-episode, per-step scores (small float matrices, NaN where an episode has no step) and
-    the behaviour events; fed one step of a batch at a time, summarised at any point."""
+    the behaviour events of episodes on one layout; fed one step of a batch at a time, summarised
+    at any point."""
 
     SCORES = ("ssim", "psnr", "canvas_ssim", "toolbar_ssim", "exact_share", "wrong_pixels",
               "ceiling_ssim", "ceiling_psnr", "ceiling_wrong_pixels")
 
-    def __init__(self, lengths: list[int]) -> None:
+    def __init__(self, lengths: list[int], layout: str | Layout = "default") -> None:
+        self.layout = _layout_name(layout)
+        self.controls = get_layout(layout).controls
         self.lengths = list(lengths)
         shape = (len(lengths), max(lengths) if lengths else 0)
         self.scores = {k: _nan(shape) for k in self.SCORES}
-        self.responses: dict[str, dict[str, list[bool]]] = {c: {p: [] for p, *_ in PHASES} for c in CONTROLS}
+        self.responses: dict[str, dict[str, list[bool]]] = {c: {p: [] for p, *_ in PHASES} for c in self.controls}
         self.eraser: dict[str, list[float]] = {p: [] for p, *_ in PHASES}
         self.strokes: dict[str, list[bool]] = {p: [] for p, *_ in PHASES}
         # Open stroke per episode: first step, footprint (224, 224) bool, prediction before it.
@@ -218,13 +239,13 @@ class Tracker:
                truth: np.ndarray, prev_pred: np.ndarray, pred: np.ndarray,
                ceiling: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Score step `step` (1-based) of the given episodes (rows of the batch arrays)."""
-        s = frame_scores(pred, truth)
+        s = frame_scores(pred, truth, layout=self.layout)
         if ceiling is not None:
-            c = frame_scores(ceiling, truth, regions=False)
+            c = frame_scores(ceiling, truth, regions=False, layout=self.layout)
             s["ceiling_ssim"], s["ceiling_psnr"], s["ceiling_wrong_pixels"] = c["ssim"], c["psnr"], c["wrong_pixels"]
         phase = phase_of(step)
-        pred_states, _ = read_toolbar(pred)
-        true_states, _ = read_toolbar(truth)
+        pred_states, _ = read_toolbar(pred, self.layout)
+        true_states, _ = read_toolbar(truth, self.layout)
         for i, kind in enumerate(kinds):
             if kind.startswith("press_"):
                 control = kind[len("press_"):]
@@ -272,7 +293,7 @@ class Tracker:
 
     # ---------------------------------------------------------------------------- summary
     def summary(self) -> dict[str, Any]:
-        """The metric part of metrics.json, over the steps scored so far."""
+        """The metric part of metrics.json (with the layout's name), over the steps scored so far."""
         sc = self.scores
         done = ~np.isnan(sc["ssim"])
         n_steps = int(np.flatnonzero(done.any(axis=0)).max()) + 1 if done.any() else 0
@@ -289,6 +310,7 @@ class Tracker:
         visible = [first_step(sc["wrong_pixels"][e] >= VISIBLE_PIXELS) for e in range(len(self.lengths))]
         ceiling_visible = [first_step(sc["ceiling_wrong_pixels"][e] >= VISIBLE_PIXELS) for e in range(len(self.lengths))]
         out: dict[str, Any] = {
+            "layout": self.layout,
             "steps": list(range(1, n_steps + 1)),
             "ssim_mean": mean(sc["ssim"]), "ssim_std": std(sc["ssim"]),
             "psnr_mean": mean(sc["psnr"]), "psnr_std": std(sc["psnr"]),
@@ -321,9 +343,10 @@ class Tracker:
                 out["regions"][r][name] = _scalar(_nanmean(block[f"{r}_ssim"].ravel()))
         for r in REGIONS:
             out["regions"][r]["per_step"] = mean(sc[f"{r}_ssim"])
-        for c in CONTROLS:
+        for c in self.controls:
             out["responses"][c] = {p: _share(v) for p, v in self.responses[c].items()}
-        groups = {"tool": [c for c in CONTROLS if c in TOOLS], "color": [c for c in CONTROLS if c.startswith("color")]}
+        groups = {"tool": [c for c in self.controls if c in TOOLS],
+                  "color": [c for c in self.controls if c.startswith("color")]}
         for g, members in groups.items():
             out["responses"][g] = {p: _share([h for c in members for h in self.responses[c][p]]) for p, *_ in PHASES}
         return out

@@ -4,7 +4,8 @@
 
 Frames are drawn evenly from the test episodes and reconstructed exactly as the world model will
 (bf16 autocast unless `--precision fp32`). Writes `metrics.json` (psnr_mean, psnr_p5, psnr_min,
-ssim_mean, ssim_p5, ssim_min, per-region SSIM, SSIM by canvas density, latent-change shares) and
+ssim_mean, ssim_p5, ssim_min, per-region SSIM on the regions of the layout the dataset was recorded
+on, SSIM by canvas density, latent-change shares) and
 `grid.png`: the worst and typical frames as truth | reconstruction | difference (×4).
 
 Latent change: for consecutive frames, the share of latent positions whose change is significant
@@ -42,13 +43,17 @@ def _sample(reader, keys: list[str], n: int) -> list[tuple[str, int]]:
 
 def evaluate_vae(model_dir: str | Path, data_dir: str | Path, out: str | Path, frames: int = 2000,
                  batch: int = 32, bf16: bool = True, pairs: int = 1500) -> dict[str, Any]:
+    """Reconstruct about `frames` test frames of a dataset with the VAE in `model_dir`; write
+    metrics.json and grid.png to `out`; return the metrics."""
     from tqdm import tqdm
 
     from infinipaint.data.agents import KINDS
     from infinipaint.data.storage import DatasetReader
     from infinipaint.metrics import RADIUS, masked_mean, psnr, ssim_map
-    from infinipaint.minipaint import LAYOUT
+    from infinipaint.minipaint import get_layout
     from infinipaint.models.vae import load
+
+    from .evaluate import dataset_layout
 
     vae = load(model_dir)
     reader = DatasetReader(data_dir)
@@ -58,7 +63,8 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path, out: str | Path, f
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     picks = _sample(reader, keys, frames)
-    masks = {name: torch.from_numpy(LAYOUT.mask(name)) for name in ("canvas", "toolbar")}
+    layout = get_layout(dataset_layout(data_dir, reader.manifest))
+    masks = {name: torch.from_numpy(layout.mask(name)) for name in ("canvas", "toolbar")}
 
     def encode(x_u8: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(x_u8).permute(0, 3, 1, 2).float().div(255)
@@ -93,7 +99,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path, out: str | Path, f
             by_density.append({"density": [lo, min(hi, 1.0)], "frames": int(sel.sum()),
                                "ssim_mean": float(ssim_all[sel].mean()), "psnr_mean": float(psnr_all[sel].mean())})
     metrics: dict[str, Any] = {
-        "model": str(model_dir), "data": str(data_dir), "frames": int(len(ssim_all)),
+        "model": str(model_dir), "data": str(data_dir), "layout": layout.name, "frames": int(len(ssim_all)),
         "precision": "bf16" if bf16 else "fp32",
         "psnr_mean": float(psnr_all.mean()), "psnr_p5": float(np.percentile(psnr_all, 5)), "psnr_min": float(psnr_all.min()),
         "ssim_mean": float(ssim_all.mean()), "ssim_p5": float(np.percentile(ssim_all, 5)), "ssim_min": float(ssim_all.min()),

@@ -6,6 +6,7 @@
     frame = app.step((100, 120, 1))      # press on the canvas: a dot
     frame = app.step((110, 120, 1))      # drag: a round-capped segment
     app.state                            # tool, colour, size, previous button and cursor
+    Minipaint(layout="column")           # another layout by name (see layout.LAYOUTS)
 
 A pure function of (state, action): no clock, no randomness, no anti-aliasing, no cursor drawn.
 Rendering uses plain pygame Surfaces, so no display (and no SDL video driver) is needed.
@@ -23,7 +24,7 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from .layout import COLORS, LAYOUT, SCREEN, WHITE, Layout  # noqa: E402
+from .layout import LAYOUT, SCREEN, WHITE, Layout, get_layout  # noqa: E402
 
 TOOLS = ("pen", "eraser")
 TOOLBAR_BG = (200, 200, 204)
@@ -41,8 +42,8 @@ class MinipaintState:
     """Everything but the canvas pixels. All of it is on screen except `down`/`cursor`/`drag`."""
 
     tool: str = "pen"  # "pen" or "eraser"
-    color: int = 0  # index into COLORS
-    size: int = 3  # brush radius, one of LAYOUT.sizes
+    color: int = 0  # index into the layout's colours
+    size: int = 3  # brush radius, one of the layout's sizes
     down: bool = False  # button state of the previous step
     cursor: tuple[int, int] = (SCREEN // 2, SCREEN // 2)  # cursor of the previous step
     drag: str | None = None  # where the current press began: "canvas", "slider", "button", "none"
@@ -110,12 +111,13 @@ def brush_sizes_table(sizes: Sequence[int] = LAYOUT.sizes) -> np.ndarray:
 
 
 class Minipaint:
-    """The paint program. `step` returns a fresh uint8 copy of the screen every time."""
+    """The paint program on one layout (a name in LAYOUTS, or a Layout). `step` returns a fresh
+    uint8 copy of the screen every time."""
 
-    def __init__(self, layout: Layout = LAYOUT) -> None:
-        self.layout = layout
+    def __init__(self, layout: str | Layout = "default") -> None:
+        self.layout = get_layout(layout)
         self._screen = pygame.Surface((SCREEN, SCREEN))
-        self._canvas_rect = pygame.Rect(layout.rect("canvas"))
+        self._canvas_rect = pygame.Rect(self.layout.rect("canvas"))
         self._frame: np.ndarray | None = None
         self.state = MinipaintState()
         self.reset()
@@ -123,7 +125,11 @@ class Minipaint:
     # ----------------------------------------------------------------------------- public API
     def reset(self, state: MinipaintState | None = None) -> np.ndarray:
         """Blank canvas and default tool/colour/size (or the given state's); returns the frame."""
-        self.state = state or MinipaintState()
+        state = state or MinipaintState(size=self.layout.initial_size)
+        L = self.layout
+        if state.tool not in TOOLS or not 0 <= state.color < len(L.colors) or state.size not in L.sizes:
+            raise ValueError(f"state {state} is not one of layout {L.name!r}")
+        self.state = state
         self._screen.set_clip(None)
         self._screen.fill(WHITE)
         self._draw_toolbar()
@@ -142,7 +148,7 @@ class Minipaint:
                 changed = True
             elif control == "slider":
                 drag = "slider"
-                changed = self._set(size=self.layout.size_at(x))
+                changed = self._set(size=self.layout.size_at(x, y))
             elif control is not None:
                 drag = "button"
                 if control in TOOLS:
@@ -157,7 +163,7 @@ class Minipaint:
                 self._stroke(s.cursor, (x, y))
                 changed = True
             elif s.drag == "slider":
-                changed = self._set(size=self.layout.size_at(x))
+                changed = self._set(size=self.layout.size_at(x, y))
         else:  # hover or release
             self.state = replace(self.state, drag=None)
         self.state = replace(self.state, down=bool(down), cursor=(x, y))
@@ -189,7 +195,7 @@ class Minipaint:
     def _stroke(self, p0: tuple[int, int], p1: tuple[int, int]) -> None:
         """A round-capped segment: discs of the brush radius at every pixel step from p0 to p1."""
         s = self.state
-        color = WHITE if s.tool == "eraser" else COLORS[s.color]
+        color = WHITE if s.tool == "eraser" else self.layout.colors[s.color]
         (x0, y0), (x1, y1) = p0, p1
         n = max(abs(x1 - x0), abs(y1 - y0))
         screen = self._screen
@@ -221,19 +227,26 @@ class Minipaint:
                 pygame.draw.rect(screen, fg, (x + 5, y + 8, w - 10, h - 14), 2)
                 screen.fill(fg, (x + 5, y + 8, 6, h - 14))
         # Colour swatches; the selected one gets a 2-px ring in the gap around it.
-        for i, rgb in enumerate(COLORS):
+        for i, rgb in enumerate(L.colors):
             x, y, w, h = L.rect(f"color{i}")
             screen.fill(rgb, (x, y, w, h))
             if s.color == i:
                 pygame.draw.rect(screen, INK, (x - 2, y - 2, w + 4, h + 4), 2)
         # The brush preview in the selected colour is left to the canvas; the slider shows size.
-        x, y, w, h = L.rect("slider")
-        cy = y + h // 2
-        screen.fill(TRACK, (L.slider_x(L.sizes[0]), cy - 1, L.slider_x(L.sizes[-1]) - L.slider_x(L.sizes[0]) + 1, 2))
+        # Rectangles are given as (along, across, length, thickness) of the track.
+        first, c = L.track_coords(*L.slider_point(L.sizes[0]))
+        last = L.track_coords(*L.slider_point(L.sizes[-1]))[0]
+        self._fill_on_track(TRACK, first, c - 1, last - first + 1, 2)
         for size in L.sizes:  # tick marks
-            screen.fill(TRACK, (L.slider_x(size), cy + 5, 1, 3))
-        kx = L.slider_x(s.size)
-        screen.fill(KNOB, (kx - 2, cy - 7, 5, 11))
+            self._fill_on_track(TRACK, L.track_coords(*L.slider_point(size))[0], c + 5, 1, 3)
+        knob = L.track_coords(*L.slider_point(s.size))[0]
+        self._fill_on_track(KNOB, knob - 2, c - 7, 5, 11)
+
+    def _fill_on_track(self, color: tuple[int, int, int], along: int, across: int, length: int, thickness: int) -> None:
+        """Fill a rectangle given in slider-track coordinates (see `Layout.track_coords`)."""
+        x, y = self.layout.track_coords(along, across)
+        w, h = self.layout.track_coords(length, thickness)
+        self._screen.fill(color, (x, y, w, h))
 
     def _capture(self) -> np.ndarray:
         raw = pygame.image.tobytes(self._screen, "RGB")

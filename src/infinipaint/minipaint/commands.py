@@ -1,6 +1,6 @@
 """`infinipaint play`: paint in Minipaint yourself, in a window scaled x3.
 
-    infinipaint play [--scale 3]
+    infinipaint play [--scale 3] [--layout column]
 
 The pointer is sampled every 80 ms and fed through the same ActionStream as the data and the
 world-model viewer (`infinipaint dream`), with the same window and input handling
@@ -16,16 +16,21 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="paint in Minipaint in a window")
     p.add_argument("--scale", type=int, default=3, help="window pixels per Minipaint pixel")
+    p.add_argument("--layout", default="default", help="Minipaint layout by name (a key of minipaint.LAYOUTS)")
     p.add_argument("--steps", type=int, default=0, help="quit after this many display frames (0: run until closed)")
     p.set_defaults(func=play)
 
 
 def play(args: argparse.Namespace) -> int:
     from infinipaint.actions import ActionStream
+    from infinipaint.errors import CommandError
     from infinipaint.minipaint import SCREEN, Minipaint
     from infinipaint.viewer.window import PointerWindow
 
-    app = Minipaint()
+    try:
+        app = Minipaint(args.layout)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
     stream = ActionStream()
     side = SCREEN * args.scale
     window = PointerWindow("Minipaint (r: reset, q: quit)", size=(side, side), frame_rect=(0, 0, side))

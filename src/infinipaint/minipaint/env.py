@@ -2,7 +2,7 @@
 
     import gymnasium as gym
     import infinipaint.minipaint  # registers the id
-    env = gym.make("Minipaint-v0", render_mode="rgb_array")
+    env = gym.make("Minipaint-v0", render_mode="rgb_array")   # layout="column" for another layout
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(np.array([100, 120, 1]))
 
@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .app import Minipaint, validate_action
-from .layout import SCREEN
+from .layout import SCREEN, Layout
 
 WINDOW_SCALE = 3
 
@@ -120,9 +120,12 @@ class FrameEnv(gym.Env):
 
 
 class MinipaintEnv(FrameEnv):
-    def __init__(self, render_mode: str | None = None, max_steps: int = 1000, clip: bool = False) -> None:
+    """Minipaint on one layout (a name in LAYOUTS, or a Layout)."""
+
+    def __init__(self, render_mode: str | None = None, max_steps: int = 1000, clip: bool = False,
+                 layout: str | Layout = "default") -> None:
         super().__init__(render_mode, max_steps, clip)
-        self.app = Minipaint()
+        self.app = Minipaint(layout)
         self._frame = self.app.frame()
 
     def _reset_frame(self, options: dict[str, Any]) -> np.ndarray:
@@ -140,4 +143,4 @@ def register() -> None:
     if "Minipaint-v0" not in gym.registry:
         gym.register(id="Minipaint-v0", entry_point="infinipaint.minipaint.env:MinipaintEnv")
     if "InfinipaintDream-v0" not in gym.registry:  # the world model, same spaces (loads torch lazily)
-        gym.register(id="InfinipaintDream-v0", entry_point="infinipaint.models.world_model:dream_env")
+        gym.register(id="InfinipaintDream-v0", entry_point="infinipaint.viewer.env:dream_env")

@@ -32,8 +32,8 @@ LPIPS), where KL is the mean over latent elements of KL(q(z|x) || N(0, 1)).
 
 Outputs (`VAEConfig.output`):
 - `rgb`: a linear RGB image (above).
-- `palette`: Minipaint frames hold a dozen exact colours (no anti-aliasing), so the decoder can
-  classify instead of regress: per pixel, logits over `palette` (the colours, found in the
+- `palette`: frames of a program that draws a few exact colours (no anti-aliasing; Minipaint's
+  hold a dozen) can be classified instead of regressed: per pixel, logits over `palette` (the colours, found in the
   training frames when the run starts), trained with cross-entropy (+ L1 and 1 - SSIM of the
   expected colour); `decode` shows the most likely colour, so a confident decoder gives the exact
   frame. The output conv is 1x1 (cheaper than the rgb head's 3x3).
@@ -500,8 +500,9 @@ class VAE(nn.Module):
 
     # ----------------------------------------------------------------------------------- helpers
     def _crop(self, x: torch.Tensor) -> torch.Tensor:
-        """One crop per frame, on the latent grid: most of a Minipaint frame is white canvas, so a
-        share `crop_on_ink` of the crops is centred on a random non-white pixel (strokes, toolbar)."""
+        """One crop per frame, on the latent grid: most of a frame is usually background, so a share
+        `crop_on_ink` of the crops is centred on a random pixel of another colour than the frame's
+        most common one (strokes, controls)."""
         size = self.config.train_crop
         if not self.training or size == 0 or size >= min(x.shape[-2:]):
             return x
@@ -510,7 +511,9 @@ class VAE(nn.Module):
         for frame in x:
             ink = torch.empty(0)
             if float(torch.rand(())) < self.config.crop_on_ink:
-                ink = (frame < 0.98).any(dim=0).flatten().nonzero()[:, 0]  # pixels that are not white
+                rgb = (frame * 255).round().long().flatten(1)  # (3, H * W)
+                key = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]  # one integer per colour
+                ink = (key != key.mode().values).nonzero()[:, 0]  # pixels not of the background colour
             if len(ink):
                 cy, cx = divmod(int(ink[torch.randint(0, len(ink), ())]), w)
                 y0 = min(max(cy - size // 2, 0), h - size) // COMPRESSION * COMPRESSION

@@ -3,13 +3,19 @@
     from infinipaint.models.world_model import WorldModel
     wm = WorldModel.load("weights/cpu")
     frame = wm.reset(first_frame)          # encode once; returns the decoded frame
-    frame = wm.step((100, 120, 1))         # z <- z + f(z, a_prev, a); decode only to show
+    frame = wm.step((100, 120, 1))         # z <- f(z, a_prev, a); decode only to show
     frames = wm.rollout(first_frames, actions)   # batched: (B, 224, 224, 3), (B, T, 3) -> (B, T, 224, 224, 3)
     wm.latent, wm.last_delta, wm.block_norms     # diagnostics of the last step
 
-Frames are uint8 (224, 224, 3) numpy arrays; an action is one ActionStream step `(x, y, down)`.
-The previous action of the first step is `RESET_ACTION` (Minipaint's reset cursor, button up),
-exactly as in the recorded data. Device-agnostic: `WorldModel.load(dir, device="cuda")`.
+Frames are uint8 (224, 224, 3) numpy arrays; an action is one pointer step `(x, y, down)` in screen
+pixels. The previous action of the first step is the dynamics network's `reset_action`, the one the
+training data recorded before every episode's first step. Device-agnostic:
+`WorldModel.load(dir, device="cuda")`. Nothing here knows which app the frames come from.
+
+One step reads as a straight line: the dynamics network predicts the next latent from the latent
+and the two actions, on a window of `window` cells centred between the two cursors (the size it was
+trained on, `train_crop`; 0: the whole latent), its global context reading the whole latent; cells
+outside the window keep their values.
 
 `step` decodes only what can have changed: with a local decoder (`VAE.decode_radius`), the cells
 around those whose latent changed are decoded again, with their whole receptive field, and pasted
@@ -25,23 +31,23 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from infinipaint.actions import RESET_ACTION, cell_pixels, cell_planes
 from infinipaint.errors import CheckpointError
-from infinipaint.minipaint import SCREEN, validate_action
 from infinipaint.precision import resolve_bf16
 
 from . import vae as vae_files
 from .checkpoint import load_state_strict, load_weights, read_info
 from .dynamics import DynamicsConfig, LatentCNN
+from .encoding import check_action
 from .vae import VAE
 
 DYNAMICS = "dynamics"
+SCREEN = vae_files.FRAME  # frame size in pixels: actions are 0 <= x, y < SCREEN
 
 
 def load_dynamics(directory: str | Path, map_location: str | torch.device = "cpu") -> LatentCNN:
     info = read_info(directory, DYNAMICS)
     try:
-        config = DynamicsConfig(**info["config"])
+        config = DynamicsConfig.from_dict(info["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{Path(directory) / 'dynamics.json'}: bad dynamics config ({e})") from None
     state, _ = load_weights(directory, DYNAMICS)
@@ -62,9 +68,6 @@ def _as_action_tensor(actions: np.ndarray | Sequence, ndim: int) -> torch.Tensor
     return torch.from_numpy(a.astype(np.int64))
 
 
-WINDOW_BELOW = 64  # px: with both cursors at least this far down, the dynamics may run on a window
-
-
 class WorldModel:
     def __init__(self, vae: VAE, dynamics: LatentCNN, device: str | torch.device = "cpu", bf16: bool | None = None,
                  window: int | None = None, keep_margin: float | None = None) -> None:
@@ -76,28 +79,25 @@ class WorldModel:
             raise CheckpointError(f"the dynamics network classifies {dynamics.config.levels} FSQ levels, the VAE has "
                                   f"{'a continuous latent' if not fsq_levels else f'{fsq_levels} levels'}: "
                                   "they do not belong together")
-        palette = tuple(map(tuple, vae.config.palette or ())) if vae.config.output == "palette" else ()
-        if dynamics.config.paint_palette and dynamics.config.paint_palette != palette:
-            raise CheckpointError("the dynamics network paints in a palette the VAE does not decode to: "
-                                  "they do not belong together")
         self.device = torch.device(device)
         self.vae = vae.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).to(memory_format=torch.channels_last).eval()
         self.bf16 = resolve_bf16(bf16, self.device)  # None: where the device does bf16 natively
-        # The dynamics network runs on a window of `window` cells around the cursor (a net trained on
-        # crops: the size it was trained on), not the whole map; see `advance`. 0: whole map.
+        # The dynamics network runs on a window of `window` cells around the cursors (a net trained on
+        # crops: the size it was trained on), not the whole latent; see `advance`. 0: whole latent.
         self.window = dynamics.config.train_crop if window is None else int(window)
-        if not 0 <= self.window <= 56:
-            raise ValueError(f"window must be 0 (whole map) or 1-56 cells, got {self.window}")
+        if self.window < 0:
+            raise ValueError(f"window must be 0 (whole latent) or a size in cells, got {self.window}")
         if keep_margin is not None:  # overrides the one saved with the dynamics (see `LatentCNN.step`)
             if not 0 <= keep_margin < 100:
                 raise ValueError(f"keep_margin must be in [0, 100), got {keep_margin}")
             self.dynamics.config.keep_margin = float(keep_margin)
+        self.reset_action = check_action(dynamics.config.reset_action, SCREEN)  # a_prev of the first step
         self.latent: torch.Tensor | None = None  # (1, C, 56, 56), float32
         self.frame: np.ndarray | None = None  # the decoded latent (224, 224, 3)
         self.decode_radius = self.vae.decode_radius()  # None: always decode whole frames
         self.last_delta: torch.Tensor | None = None
-        self.prev_action: tuple[int, int, int] = RESET_ACTION
+        self.prev_action: tuple[int, int, int] = self.reset_action
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool | None = None,
@@ -110,7 +110,7 @@ class WorldModel:
         vae = vae_files.load(directory)
         meta = dyn_info.get("meta", {})
         # The dynamics network lives in the encoder's latent space: a decoder retrained on a frozen
-        # encoder still fits it. Older runs recorded only the sha256 of the whole VAE file.
+        # encoder still fits it.
         if meta.get("vae_encoder_sha256") is not None:
             have = vae_files.encoder_sha256(vae)
             if meta["vae_encoder_sha256"] != have:
@@ -146,107 +146,37 @@ class WorldModel:
             return self._frames_out(z)
 
     @torch.no_grad()
-    def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor,
-                frames: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
-        """One latent step for a batch: z (B, C, 56, 56), prev/action (B, 3) -> next z (float32).
+    def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """One latent step for a batch: z (B, C, H, W), prev/action (B, 3) -> next z (float32).
 
-        With a paint head, the canvas cells it paints are encoded from their pixels: the frames
-        of z (uint8 (B, 224, 224, 3), as `decode` gives them) with the painted pixels recoloured;
-        `frames` None decodes the cells needed."""
+        With a window, the network runs on the `window` x `window` cells centred between each
+        sample's two cursors (its context reads the whole latent); the other cells are kept."""
         prev, action = prev.to(self.device), action.to(self.device)
-        planes = self.dynamics.action_input(prev, action).contiguous(memory_format=torch.channels_last)
         n, w = z.shape[-1], self.window
-        # Windows: only where both cursors are well below the toolbar (a click there changes cells
-        # far apart: the old and the new selection); the toolbar's state reaches the window through
-        # the context vector. A step moves the cursor at most MAX_STEP (12 px, 3 cells) and paints
-        # within the brush radius (<= 10 px) of it, well inside the window.
-        windowed = (torch.minimum(prev[:, 1], action[:, 1]) >= WINDOW_BELOW) if 0 < w < n else None
+        planes = self.dynamics.action_input(prev, action, n).contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            if windowed is None or not windowed.any():
-                out, paint = self.dynamics.predict(z, planes)
-                out = out.float()
-            else:
-                out = z.float().clone()
-                paint = None
-                if self.dynamics.config.paint_palette:
-                    paint = (torch.zeros(z.shape[0], 16, n, n, dtype=torch.bool, device=z.device),
-                             torch.zeros(z.shape[0], n, n, dtype=torch.long, device=z.device))
-                whole = (~windowed).nonzero()[:, 0]
-                if len(whole):
-                    pred, p = self.dynamics.predict(z[whole], planes[whole])
-                    out[whole] = pred.float()
-                    if paint is not None:
-                        paint[0][whole], paint[1][whole] = p
-                self._step_windows(z, planes, prev, action, windowed.nonzero()[:, 0].tolist(), out, paint)
-            if paint is not None:
-                self._paint(z, out, *paint, frames)
-            toolbar = self.dynamics.next_toolbar(z, prev, action)
-            if toolbar is not None:  # the toolbar head's: the recorded toolbar of the state the step selects
-                values, known = toolbar
-                rows = values.shape[2]
-                out[:, :, :rows] = torch.where(known[:, None, None, None], values, out[:, :, :rows])
+            if not 0 < w < n:
+                return self.dynamics.step(z, planes).float()
+            centre = ((prev[:, :2] + action[:, :2]).float() / 2 + 0.5) / (SCREEN / n) - 0.5  # latent (x, y)
+            x0 = (centre[:, 0] - w / 2).round().clamp(0, n - w).long().tolist()
+            y0 = (centre[:, 1] - w / 2).round().clamp(0, n - w).long().tolist()
+
+            def crop(t: torch.Tensor) -> torch.Tensor:
+                parts = [t[i, :, y : y + w, x : x + w] for i, (x, y) in enumerate(zip(x0, y0))]
+                return torch.stack(parts).contiguous(memory_format=torch.channels_last)
+
+            pred = self.dynamics.step(crop(z), crop(planes), whole=z)
+            out = z.float().clone()
+            for i, (x, y) in enumerate(zip(x0, y0)):
+                out[i, :, y : y + w, x : x + w] = pred[i].float()
             return out
-
-    def _paint(self, z: torch.Tensor, out: torch.Tensor, pixels: torch.Tensor, colour: torch.Tensor,
-               frames: np.ndarray | torch.Tensor | None) -> None:
-        """Write into `out` the codes of the canvas cells that the paint head paints (`pixels` (B,
-        16, 56, 56) bool, `colour` (B, 56, 56) palette indices): each such cell's pixels, from
-        `frames` or decoded from z, recoloured where painted and encoded again (the encoder is
-        cell-local, so right pixels give exactly the right code). With `paint_owns_canvas`, the
-        other canvas cells keep their codes from z, whatever the levels head predicted."""
-        rows = self.dynamics.config.context_rows
-        if self.dynamics.config.paint_owns_canvas:  # Minipaint's canvas changes only under the brush
-            out[:, :, rows:] = z[:, :, rows:].float()
-        pixels = pixels.clone()
-        pixels[:, :, :rows] = False  # the toolbar is the levels head's
-        cells = pixels.any(dim=1)  # (B, 56, 56)
-        if not cells.any():
-            return
-        n, s = z.shape[-1], SCREEN // z.shape[-1]
-        r = n if self.decode_radius is None else self.decode_radius
-        palette = torch.tensor(self.dynamics.config.paint_palette, dtype=torch.float32, device=z.device) / 255.0
-        for b in cells.any(dim=(1, 2)).nonzero()[:, 0].tolist():
-            ys, xs = cells[b].nonzero(as_tuple=True)
-            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-            if frames is not None:
-                f = torch.as_tensor(frames[b][y0 * s : y1 * s, x0 * s : x1 * s], device=z.device)
-                old = self.dynamics.palette_cells(f[None]).clamp(min=0)
-            else:  # decode the box with the cells around it that its pixels depend on
-                wy0, wy1, wx0, wx1 = max(y0 - r, 0), min(y1 + r, n), max(x0 - r, 0), min(x1 + r, n)
-                idx = self.vae.decode_raw(z[b : b + 1, :, wy0:wy1, wx0:wx1]).argmax(dim=1)
-                old = cell_planes(idx[:, (y0 - wy0) * s : (y1 - wy0) * s, (x0 - wx0) * s : (x1 - wx0) * s])
-            box = (slice(b, b + 1), slice(None), slice(y0, y1), slice(x0, x1))
-            new = torch.where(pixels[box], colour[b : b + 1, None, y0:y1, x0:x1], old)
-            rgb = palette[cell_pixels(new)].permute(0, 3, 1, 2)  # (1, 3, 4h, 4w)
-            codes = self.vae.encode(rgb).float()[0]
-            out[b, :, y0:y1, x0:x1] = torch.where(cells[b, y0:y1, x0:x1], codes, out[b, :, y0:y1, x0:x1])
-
-    def _step_windows(self, z: torch.Tensor, planes: torch.Tensor, prev: torch.Tensor, action: torch.Tensor,
-                      idx: list[int], out: torch.Tensor, paint: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """Samples `idx` of a batch: the dynamics on the window centred between their two cursors,
-        written into `out` (and what it paints into `paint`); the toolbar strip comes from the whole map."""
-        n, w = z.shape[-1], self.window
-        centre = (prev[idx, :2] + action[idx, :2]).float() / (2 * SCREEN / n)  # latent (x, y)
-        x0 = (centre[:, 0] - w / 2).round().clamp(0, n - w).long().tolist()
-        y0 = (centre[:, 1] - w / 2).round().clamp(0, n - w).long().tolist()
-        boxes = list(zip(idx, y0, x0))
-
-        def crop(t: torch.Tensor) -> torch.Tensor:
-            parts = [t[i, :, y : y + w, x : x + w] for i, y, x in boxes]
-            return torch.stack(parts).contiguous(memory_format=torch.channels_last)
-
-        pred, p = self.dynamics.predict(crop(z), crop(planes), z[idx, :, : self.dynamics.config.context_rows])
-        for k, (i, y, x) in enumerate(boxes):
-            out[i, :, y : y + w, x : x + w] = pred[k].float()
-            if paint is not None:
-                paint[0][i, :, y : y + w, x : x + w], paint[1][i, y : y + w, x : x + w] = p[0][k], p[1][k]
 
     # -------------------------------------------------------------------------- interactive
     def reset(self, frame: np.ndarray) -> np.ndarray:
         """Start from a frame (uint8 (224, 224, 3)): encode it once; returns the decoded frame."""
         self.latent = self.encode(frame[None])
         self.last_delta = torch.zeros_like(self.latent)
-        self.prev_action = RESET_ACTION
+        self.prev_action = self.reset_action
         self.frame = self.decode(self.latent)[0]
         return self.frame.copy()
 
@@ -254,9 +184,9 @@ class WorldModel:
         """Advance the rolling latent by one ActionStream step and return the decoded frame."""
         if self.latent is None:
             raise RuntimeError("call reset(frame) before step()")
-        action = validate_action(action)
+        action = check_action(action, SCREEN)
         prev = torch.tensor([self.prev_action])
-        nxt = self.advance(self.latent, prev, torch.tensor([action]), self.frame[None])
+        nxt = self.advance(self.latent, prev, torch.tensor([action]))
         self.last_delta = nxt - self.latent
         self.frame = self._redraw(self.latent, nxt)
         self.latent = nxt
@@ -293,36 +223,10 @@ class WorldModel:
         a = _as_action_tensor(actions, ndim=3)
         if a.shape[0] != len(first_frames):
             raise ValueError(f"{len(first_frames)} first frames but actions for {a.shape[0]} episodes")
-        prev = torch.tensor([RESET_ACTION] * len(first_frames))
+        prev = torch.tensor([self.reset_action] * len(first_frames))
         out = np.empty((a.shape[0], a.shape[1], SCREEN, SCREEN, 3), dtype=np.uint8)
         for t in range(a.shape[1]):
-            z = self.advance(z, prev, a[:, t], out[:, t - 1] if t else None)
+            z = self.advance(z, prev, a[:, t])
             out[:, t] = self.decode(z)
             prev = a[:, t]
         return out
-
-
-def dream_env(model_dir: str | Path = "weights/cpu", render_mode: str | None = None, max_steps: int = 1000,
-              clip: bool = False, world_model: WorldModel | None = None):
-    """The world model behind Minipaint's Gymnasium interface (same spaces, render modes, info).
-
-    `reset(options={"frame": f})` starts from frame f instead of a fresh Minipaint screen.
-    """
-    from infinipaint.minipaint import Minipaint
-    from infinipaint.minipaint.env import FrameEnv
-
-    class InfinipaintDreamEnv(FrameEnv):
-        title = "Infinipaint dream"
-
-        def __init__(self) -> None:
-            super().__init__(render_mode, max_steps, clip)
-            self.model = world_model or WorldModel.load(model_dir)
-            self._first = Minipaint().reset()
-
-        def _reset_frame(self, options: dict) -> np.ndarray:
-            return self.model.reset(np.asarray(options.get("frame", self._first), dtype=np.uint8))
-
-        def _step_frame(self, action: tuple[int, int, int]) -> np.ndarray:
-            return self.model.step(action)
-
-    return InfinipaintDreamEnv()

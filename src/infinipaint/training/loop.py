@@ -106,8 +106,8 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 class StepBatches(Sampler[list[int]]):
     """Batch indices for steps [start, stop): step s draws from a generator seeded by (seed, s, rank).
 
-    Items are drawn uniformly, or in proportion to `weights` (e.g. a dataset's `sampling_weights`,
-    which oversample rare transitions such as UI presses)."""
+    Items are drawn uniformly, or in proportion to `weights` (e.g. `MixedWindows.sampling_weights`,
+    which give each dataset of a mix its share)."""
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
                  weights: np.ndarray | None = None) -> None:

@@ -56,7 +56,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from infinipaint.actions import ActionStream, encode_action
+from infinipaint.actions import ActionStream
+from infinipaint.models.encoding import encode_action
 from infinipaint.minipaint import SCREEN, Minipaint
 
 from .inference import QUEUE, THREADS, InferenceWorker, Result

@@ -1,0 +1,119 @@
+"""Actions as the network sees them: planes on the latent grid (SPEC §2).
+
+    from infinipaint.models.encoding import encode_action, encode_pair, action_planes, pair_planes
+    planes = encode_action(100, 120, 1)        # (56, 56, 2) float32: cursor heatmap, button plane
+    pair = encode_pair(prev, step)             # (56, 56, 4): [a_prev, a_next]
+    planes = pair_planes(prev, next)           # torch (B, 3) x 2 -> (B, 4, 56, 56)
+
+Nothing here knows the app: an action is a pointer `(x, y, down)` in screen pixels, and the grid is
+the latent's (`grid` cells a side, `SCALE` screen pixels per cell, the VAE's compression).
+
+Convention. Screen pixel `x` covers `[x, x + 1)`; latent cell `j` covers screen `[4j, 4j + 4)` and
+its centre is latent coordinate `j`. So the cursor's latent coordinate is `u = (x + 0.5) / 4 - 0.5`
+(sub-pixel exact, no rounding). Channel 0 is `exp(-((j - u)^2 + (i - v)^2) / (2 sigma^2))` with
+sigma = 1 latent cell (peak 1 at the exact centre), row `i` = y, column `j` = x; channel 1 is the
+button state (0 or 1) everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .vae import COMPRESSION
+
+if TYPE_CHECKING:
+    import torch
+
+SCALE = COMPRESSION  # screen px per latent cell
+GRID = 56  # latent cells a side of the default 224-px frame
+SIGMA = 1.0  # heatmap standard deviation in latent cells
+
+
+def latent_coord(p: float) -> float:
+    """Screen pixel coordinate -> latent coordinate (cell centres at integers)."""
+    return (p + 0.5) / SCALE - 0.5
+
+
+def screen_from_latent(u: float) -> float:
+    """Latent coordinate -> screen pixel coordinate (inverse of `latent_coord`)."""
+    return (u + 0.5) * SCALE - 0.5
+
+
+def check_action(action: Sequence[int], size: int) -> tuple[int, int, int]:
+    """`(x, y, down)` as ints, or ValueError unless `0 <= x, y < size` and `down` is 0 or 1."""
+    try:
+        x, y, down = action
+    except (TypeError, ValueError):
+        raise ValueError(f"an action is (x, y, down), got {action!r}") from None
+    for v in (x, y, down):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"action values must be integers, got {action!r}")
+    if not (0 <= x < size and 0 <= y < size) or down not in (0, 1):
+        raise ValueError(f"action {tuple(action)} out of range: need 0 <= x, y < {size} and down in {{0, 1}}")
+    return int(x), int(y), int(down)
+
+
+def encode_action(x: int, y: int, down: int, grid: int = GRID) -> np.ndarray:
+    """One action as (grid, grid, 2) float32: cursor heatmap, button plane."""
+    x, y, down = check_action((x, y, down), grid * SCALE)
+    cells = np.arange(grid, dtype=np.float32)
+    gx = np.exp(-((cells - np.float32(latent_coord(x))) ** 2) / np.float32(2 * SIGMA**2))
+    gy = np.exp(-((cells - np.float32(latent_coord(y))) ** 2) / np.float32(2 * SIGMA**2))
+    out = np.empty((grid, grid, 2), dtype=np.float32)
+    out[..., 0] = gy[:, None] * gx[None, :]
+    out[..., 1] = down
+    return out
+
+
+def encode_pair(prev: Sequence[int], next: Sequence[int], grid: int = GRID) -> np.ndarray:
+    """The dynamics input: previous and current action stacked, (grid, grid, 4) float32."""
+    return np.concatenate([encode_action(*prev, grid=grid), encode_action(*next, grid=grid)], axis=-1)
+
+
+def action_planes(actions: "torch.Tensor", grid: int = GRID) -> "torch.Tensor":
+    """Batched encoding on the actions' device: (B, 3) -> (B, 2, grid, grid); (B, T, 3) -> (B, T, 2, grid, grid).
+
+    Agrees with `encode_action` (channels first, float32)."""
+    import torch
+
+    if actions.shape[-1] != 3 or actions.dim() not in (2, 3):
+        raise ValueError(f"actions must be (B, 3) or (B, T, 3), got {tuple(actions.shape)}")
+    a = actions.to(torch.float32)
+    cells = torch.arange(grid, dtype=torch.float32, device=a.device)
+    u = (a[..., 0:1] + 0.5) / SCALE - 0.5  # (..., 1)
+    v = (a[..., 1:2] + 0.5) / SCALE - 0.5
+    gx = torch.exp(-((cells - u) ** 2) / (2 * SIGMA**2))  # (..., grid)
+    gy = torch.exp(-((cells - v) ** 2) / (2 * SIGMA**2))
+    heat = gy.unsqueeze(-1) * gx.unsqueeze(-2)  # (..., grid, grid)
+    button = a[..., 2, None, None].expand_as(heat)
+    return torch.stack([heat, button], dim=-3)  # (..., 2, grid, grid)
+
+
+def pair_planes(prev: "torch.Tensor", next: "torch.Tensor", grid: int = GRID) -> "torch.Tensor":
+    """The dynamics input in torch: (B, 3) x 2 -> (B, 4, grid, grid) (also (B, T, 3) -> (B, T, 4, grid, grid))."""
+    import torch
+
+    return torch.cat([action_planes(prev, grid), action_planes(next, grid)], dim=-3)
+
+
+def heatmap_center(plane: np.ndarray) -> tuple[float, float]:
+    """Recover the cursor's latent (x, y) from a square heatmap.
+
+    A Gaussian is exactly a parabola in log space: fit one through the peak and its neighbours on
+    each axis (shifted inwards at the border)."""
+    h = np.asarray(plane, dtype=np.float64)
+    if h.ndim != 2 or h.shape[0] != h.shape[1] or h.shape[0] < 3:
+        raise ValueError(f"heatmap must be square and at least 3 x 3, got {h.shape}")
+    n = h.shape[0]
+    i0, j0 = np.unravel_index(int(np.argmax(h)), h.shape)
+    logh = np.log(np.maximum(h, 1e-300))
+
+    def vertex(values: np.ndarray, k: int) -> float:
+        c = min(max(k, 1), n - 2)
+        lm, l0, lp = values[c - 1], values[c], values[c + 1]
+        curv = lm - 2 * l0 + lp
+        return c + (0.5 * (lm - lp) / curv if curv != 0 else 0.0)
+
+    return vertex(logh[i0, :], j0), vertex(logh[:, j0], i0)

@@ -1,0 +1,46 @@
+"""The recipe carries over: Minipaint with another layout (the toolbar a column on the right, other
+colours, another brush range) trains a tiny VAE and dynamics network end to end with no code
+change, and the world model rolls out its episodes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from infinipaint.data.storage import DatasetReader, layout_of
+from infinipaint.minipaint import LAYOUTS, Minipaint
+from infinipaint.models.world_model import WorldModel
+
+from ..conftest import run_cli
+
+FP32 = ["--precision", "fp32", "--channels-last", "false"]
+
+
+@pytest.mark.slow
+def test_tiny_world_model_trains_and_rolls_out_on_the_column_layout(tmp_path):
+    data = tmp_path / "column"
+    run_cli("generate", "--out", data, "--episodes", "12", "--seed", "3", "--layout", "column",
+            "--min-steps", "30", "--max-steps", "40", "--quiet")
+    reader = DatasetReader(data)
+    assert layout_of(reader.manifest) == "column"
+    vae = tmp_path / "vae"
+    run_cli("train", "vae", "--data", data, "--preset", "tiny", "--out", vae, *FP32, "--steps", "6",
+            "--model-set", "latent=fsq", "--model-set", "output=palette", "--model-set", "encoder_kernel=1")
+    palette = json.loads((vae / "model" / "vae.json").read_text())["config"]["palette"]
+    column = LAYOUTS["column"]
+    assert all(list(c) in palette for c in column.colors)  # the palette is the one found in this world's frames
+    dyn = tmp_path / "dyn"
+    run_cli("train", "dynamics", "--data", data, "--vae", vae / "model", "--preset", "tiny", "--out", dyn, *FP32,
+            "--steps", "20", "--lr", "3e-3", "--log-every", "5", "--model-set", "unroll=2",
+            "--model-set", "context=8", "--model-set", "train_crop=16")
+    rows = [json.loads(line) for line in (dyn / "metrics.jsonl").read_text().splitlines()]
+    train = [r["loss"] for r in rows if r["split"] == "train"]
+    assert sum(train[2:]) < sum(train[:2])  # it learns on this world too (last two logged losses below the first two)
+    wm = WorldModel.load(dyn / "model", bf16=False)
+    key = reader.keys("test")[0] if reader.keys("test") else reader.keys("train")[0]
+    frames, actions = reader.frames(key), reader.arrays(key)["actions"].astype(np.int64)
+    # the a_prev of the first step is this world's reset cursor, learned from the recordings
+    assert wm.prev_action == tuple(int(v) for v in actions[0]) == (*Minipaint(layout="column").state.cursor, 0)
+    pred = wm.rollout(frames[:1], actions[None, 1:])
+    assert pred.shape == (1, len(frames) - 1, 224, 224, 3) and pred.dtype == np.uint8
+    assert np.array_equal(wm.reset(frames[0]), wm.decode(wm.encode(frames[:1]))[0])
