@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from infinipaint.evaluation.evaluate import dataset_episodes
 from infinipaint.evaluation.scoring import VISIBLE_DELTA
 from infinipaint.models.world_model import WorldModel
+from infinipaint.models.encoding import drag_origins
 
 GROUPS = {"0 (next to change)": (0, 0), "1-4": (1, 4), "5-8": (5, 8), "9-12": (9, 12), "13-15": (13, 15), "16": (16, 16)}
 
@@ -38,6 +39,7 @@ def main() -> None:
     counts = {name: [0, 0] for name in GROUPS}  # cells, cells with a visible error
     for e in range(len(eps.keys)):
         actions = torch.from_numpy(eps.actions[e])
+        origins = torch.from_numpy(drag_origins(eps.actions[e]))  # where each step's drag began
         n = len(actions) - 1
         for s in range(0, n, 50):
             t = np.arange(s, min(s + 50, n) + 1)
@@ -45,7 +47,7 @@ def main() -> None:
             draw = np.array([eps.kinds[e][i] == "draw" for i in t[1:]])
             z = wm.encode(truth)
             seen = wm.decode(z)
-            pred = wm.decode(wm.advance(z[:-1], actions[t[:-1]], actions[t[1:]]))
+            pred = wm.decode(wm.advance(z[:-1], actions[t[:-1]], actions[t[1:]], origins[t[1:]]))
             changed = per_cell(np.abs(truth[1:].astype(int) - truth[:-1].astype(int)).max(-1) > 0)[draw]
             wrong = per_cell(np.abs(pred.astype(int) - seen[1:].astype(int)).max(-1) > VISIBLE_DELTA)[draw] > 0
             touched = torch.from_numpy((changed > 0).astype(np.float32))[:, None]

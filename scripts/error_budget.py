@@ -24,6 +24,7 @@ import torch
 from infinipaint.evaluation.evaluate import dataset_episodes
 from infinipaint.evaluation.scoring import VISIBLE_DELTA, wrong_pixels
 from infinipaint.models.world_model import WorldModel
+from infinipaint.models.encoding import drag_origins
 
 
 def differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -50,6 +51,7 @@ def main() -> None:
     rows = []  # per episode, per mark: (sum of one-step errors, free-running error, VAE error)
     for e in range(len(eps.keys)):
         actions = torch.from_numpy(eps.actions[e])
+        origins = torch.from_numpy(drag_origins(eps.actions[e]))  # where each step's drag began
         n = len(actions) - 1
         one_step, vae_err, missed, spilled = (np.zeros(n + 1) for _ in range(4))
         for s in range(0, n, args.batch):  # steps s+1 .. s+B from the true frames s .. s+B-1
@@ -57,7 +59,7 @@ def main() -> None:
             truth = np.stack([eps.truth(int(i), [e])[0] for i in t])
             z = wm.encode(truth)
             seen = wm.decode(z)  # the true frames as the VAE renders them
-            pred = wm.decode(wm.advance(z[:-1], actions[t[:-1]], actions[t[1:]]))
+            pred = wm.decode(wm.advance(z[:-1], actions[t[:-1]], actions[t[1:]], origins[t[1:]]))
             one_step[t[1:]] = wrong_pixels(pred, seen[1:])
             vae_err[t] = wrong_pixels(seen, truth)
             changed = differs(seen[1:], seen[:-1])  # what the step really painted
@@ -68,7 +70,7 @@ def main() -> None:
         z = wm.encode(eps.truth(0, [e]))
         for t in range(1, n + 1):
             if not args.one_step_only:
-                z = wm.advance(z, actions[t - 1:t], actions[t:t + 1])
+                z = wm.advance(z, actions[t - 1:t], actions[t:t + 1], origins[t:t + 1])
                 free[t] = wrong_pixels(wm.decode(z), eps.truth(t, [e]))[0]
             k = by_kind[eps.kinds[e][t]]
             k += (1, one_step[t], one_step[t] >= 9, missed[t], spilled[t], free[t] - free[t - 1])

@@ -13,6 +13,7 @@ import torch
 from infinipaint.evaluation.evaluate import dataset_episodes
 from infinipaint.evaluation.scoring import VISIBLE_DELTA
 from infinipaint.models.world_model import WorldModel
+from infinipaint.models.encoding import drag_origins
 
 VISIBLE_PIXELS = 9
 
@@ -38,9 +39,10 @@ def main() -> None:
     wm = WorldModel.load(args.model, keep_margin=args.keep_margin)
     for e in range(len(eps.keys)):
         actions = torch.from_numpy(eps.actions[e])
+        origins = torch.from_numpy(drag_origins(eps.actions[e]))  # where each step's drag began
         z = wm.encode(eps.truth(0, [e]))
         for t in range(1, len(actions)):
-            z = wm.advance(z, actions[t - 1:t], actions[t:t + 1])
+            z = wm.advance(z, actions[t - 1:t], actions[t:t + 1], origins[t:t + 1])
             pred, truth = wm.decode(z)[0], eps.truth(t, [e])[0]
             wrong = np.abs(pred.astype(np.int16) - truth.astype(np.int16)).max(axis=-1) > VISIBLE_DELTA
             if wrong.sum() >= VISIBLE_PIXELS:

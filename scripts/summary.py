@@ -2,7 +2,7 @@
 metrics.json: SSIM / PSNR at steps 1, 150, 500, 800, 1000, the first step below SSIM 0.95, the
 first visible error, the exact-pixel share per phase, press responses in the late phase, toolbar slips.
 
-    .venv/bin/python scripts/summary.py docs/learned-only/eval-long/cpu/metrics.json
+    .venv/bin/python scripts/summary.py docs/learned-only/eval-long/metrics.json
 """
 import json
 import sys
@@ -25,6 +25,11 @@ def main() -> None:
                                          for k, r in late.items()))
     slips = m["toolbar_slips"]
     print("toolbar slips early / mid / late: " + " / ".join(str(slips['phases'][p]['slips']) for p in ("early", "mid", "late")))
+    for group, phases in m.get("behaviour", {}).items():
+        ev = phases["all"]
+        if ev["right"]["n"]:
+            print(f"{group.replace('_', ' ')}: right {100 * ev['right']['value']:.0f} %, made up "
+                  f"{100 * ev['made_up']['value']:.0f} %, missed {100 * ev['missed']['value']:.0f} % (n={ev['right']['n']})")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,23 @@ once from the TRUE frame before it: a slip that recurs is the model misreading t
 For dead clicks, the clicks a few pixels up and down are tried too (where the model's control
 boundary lies).
 
-    .venv/bin/python scripts/teacher_forced_slips.py --model weights/cpu --metrics docs/eval-s7/cpu/metrics.json
+    .venv/bin/python scripts/teacher_forced_slips.py --model weights/cpu --metrics docs/record/2026-11-26-fsq-context-502min-unroll12-eval-long/cpu/metrics.json
 """
 import argparse
 import json
 
+import torch
+
 from infinipaint.evaluation.evaluate import dataset_episodes
 from infinipaint.evaluation.scoring import read_toolbar
+from infinipaint.models.encoding import drag_origins
 from infinipaint.models.world_model import WorldModel
 
 
-def one_step(wm: WorldModel, frame, prev: tuple, action: tuple) -> tuple:
+def one_step(wm: WorldModel, frame, prev: tuple, action: tuple, origin: tuple = (-1, -1)) -> tuple:
+    """The toolbar after one step from a true frame; `origin`: the drag origin at `prev`."""
     wm.reset(frame)
-    wm.prev_action = prev
+    wm.prev_action, wm.origin = prev, torch.tensor([origin])
     return read_toolbar(wm.step(action)[None])[0][0]
 
 
@@ -34,7 +38,8 @@ def main() -> None:
             s, a = slip["step"], [tuple(int(v) for v in row) for row in eps.actions[e]]
             before, after = eps.truth(s - 1, [e])[0], eps.truth(s, [e])[0]
             truth = read_toolbar(after[None])[0][0]
-            pred = one_step(wm, before, a[s - 1], a[s])
+            origin = tuple(int(v) for v in drag_origins(eps.actions[e])[s - 1])
+            pred = one_step(wm, before, a[s - 1], a[s], origin)
             verdict = "model error" if pred != truth else "drift (right from the true frame)"
             print(f"episode {e} step {s} {slip['kind']} {a[s - 1]} -> {a[s]}: truth {truth}, "
                   f"from the true frame {pred}: {verdict}")

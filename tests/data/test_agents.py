@@ -64,7 +64,7 @@ def test_default_episodes_are_those_of_earlier_versions():
     ep = record_episode(0, 1, SHORT)
     assert hashlib.sha256(ep.actions.tobytes()).hexdigest() == (
         "a4eb799428eb5ccc5e37a55424b5cb990f5d6c46709d57d0b135672a520c1ebd")
-    assert "edge_work" not in {ACTIVITIES[a] for a in ep.activities}
+    assert not {"edge_work", "control_drag"} & {ACTIVITIES[a] for a in ep.activities}
 
 
 def _control_distance(x: int, y: int, layout=LAYOUT) -> int:
@@ -90,6 +90,23 @@ def test_edge_work_clicks_just_outside_controls_and_drags_off_the_slider(name):
     assert all(ACTIVITIES[ep.activities[t]] == "edge_work" for t in near + off)
     with pytest.raises(ValueError, match="edge_work"):
         EpisodeConfig(edge_work=-1)
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_drag_work_drags_from_every_control_and_never_paints(name):
+    layout = LAYOUTS[name]
+    ep = record_episode(0, 2, EpisodeConfig(800, 800, drag_work=5.0), name)
+    acts, kinds = [ACTIVITIES[a] for a in ep.activities], [KINDS[k] for k in ep.kinds]
+    presses = [t for t in range(1, len(acts)) if acts[t] == "control_drag" and ep.actions[t][2] == 1
+               and ep.actions[t - 1][2] == 0]
+    pressed = {layout.control_at(*ep.actions[t][:2]) for t in presses}
+    assert len(presses) >= 10 and None not in pressed and len(pressed) >= 5
+    on_canvas = [t for t in range(1, len(acts)) if acts[t] == "control_drag" and ep.actions[t][2] == 1
+                 and layout.control_at(*ep.actions[t][:2]) is None and not layout.mask("toolbar")[ep.actions[t][1], ep.actions[t][0]]]
+    assert len(on_canvas) >= 10  # held over the canvas ...
+    assert not {"draw", "erase"} & {kinds[t] for t in on_canvas}  # ... painting nothing
+    with pytest.raises(ValueError, match="drag_work"):
+        EpisodeConfig(drag_work=11)
 
 
 def test_column_layout_episode_replays_and_draws_in_its_colours():

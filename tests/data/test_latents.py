@@ -69,13 +69,32 @@ def test_windows_stay_inside_episodes(cache):
         assert r + 5 < starts[e + 1]
 
 
+def test_windows_carry_the_drag_origin_of_their_episode(small_dataset, cache):
+    from infinipaint.models.encoding import drag_origins
+
+    _, path = cache
+    ds = LatentTransitionDataset(path, k=3)
+    reader = DatasetReader(small_dataset)
+    keys = reader.keys("train")
+    starts = ds.info["starts"]
+    held = 0
+    for i in range(0, len(ds), 5):
+        e, r = ds.locate(i)
+        want = drag_origins(reader.arrays(keys[e])["actions"])[r - starts[e] : r - starts[e] + 4]
+        item = ds[i]
+        assert item["origins"].tolist() == want.tolist()
+        held += int((item["actions"][:, 2] == 1).sum())
+        assert ((item["origins"][:, 0] >= 0) == (item["actions"][:, 2] == 1)).all()
+    assert held > 0  # some windows are inside drags
+
+
 def test_the_cache_holds_frames_and_raw_actions_only(cache):
     """What the dynamics network learns from: latents and the raw (x, y, down) actions; the step
     kinds the agents record (what a step did to Minipaint) stay out of it."""
     _, path = cache
     assert sorted(p.name for p in path.iterdir()) == ["actions.npy", "index.json", "z.npy"]
     ds = LatentTransitionDataset(path, k=2)
-    assert set(ds[0]) == {"z", "actions"}
+    assert set(ds[0]) == {"z", "actions", "origins"}  # origins: from the actions alone
     assert ds.reset_action() == (112, 112, 0)  # every recorded episode's a_prev of its first step
     with pytest.raises(DataError):
         LatentTransitionDataset(path.parent / "nope")

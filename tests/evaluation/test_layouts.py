@@ -71,7 +71,7 @@ class OracleModel:
     def encode(self, frames: np.ndarray) -> np.ndarray:
         return frames.copy()
 
-    def advance(self, z: np.ndarray, prev: torch.Tensor, action: torch.Tensor) -> np.ndarray:
+    def advance(self, z: np.ndarray, prev: torch.Tensor, action: torch.Tensor, origin=None) -> np.ndarray:
         if not self.apps:  # step 1: every episode is alive, each starts at a reset
             self.apps = [Minipaint(self.layout) for _ in range(len(z))]
         return np.stack([self.apps[i].step(tuple(action[i].tolist())) for i in range(len(z))])

@@ -190,3 +190,62 @@ def test_toolbar_slips():
     assert slips["by_kind"] == {"dead_click": 1}
     assert slips["phases"]["early"] == {"slips": 1, "wrong_share": pytest.approx(3 / 5)}
     assert slips["phases"]["mid"] == {"slips": 0, "wrong_share": None}
+
+
+def scripted_drag_from_swatch() -> tuple[list[np.ndarray], list[str], np.ndarray]:
+    """Minipaint frames of: hover, a press on swatch 3 dragged onto the canvas, release, hover; the
+    recorded activities of those steps; and the frames of a model that paints the drag's line."""
+    app = Minipaint()
+    frames = [app.reset()]
+    sx, sy = LAYOUT.center("color3")
+    steps = [(sx, sy - 2, 0), (sx, sy, 1), (sx, sy + 30, 1), (sx + 20, sy + 60, 1), (sx + 20, sy + 60, 0), (CX, CY, 0)]
+    acts = ["move", "control_drag", "control_drag", "control_drag", "control_drag", "hover"]
+    frames += [app.step(s) for s in steps]
+    painter = Minipaint()
+    painter.reset()
+    painter.step((sx, sy + 30, 1))
+    line = painter.step((sx + 20, sy + 60, 1))
+    return frames, acts, line
+
+
+@pytest.mark.parametrize("model", ["right", "paints", "no_selection"])
+def test_behaviour_drag_from_a_control(model):
+    frames, acts, line = scripted_drag_from_swatch()
+    assert not (frames[4][LAYOUT.rect("canvas")[1]:] != frames[0][LAYOUT.rect("canvas")[1]:]).any()  # nothing painted
+    tracker = Tracker([len(acts)])
+    prev_pred = frames[0]
+    for t in range(1, len(acts) + 1):
+        pred = frames[t]
+        if model == "paints" and t >= 4:  # the line a model without the drag's origin draws
+            pred = np.where((line != frames[0]).any(-1, keepdims=True), line, frames[t])
+        if model == "no_selection":  # never shows the press on the swatch
+            pred = frames[0]
+        tracker.update(t, np.array([0]), ["hover"] * 1, frames[t - 1][None], frames[t][None], prev_pred[None],
+                       pred[None], activities=[acts[t - 1]])
+        prev_pred = pred
+    b = tracker.summary()["behaviour"]
+    drag = b["drags_from_controls"]["early"]
+    assert drag["right"] == {"value": float(model == "right"), "n": 1}
+    assert drag["made_up"]["value"] == float(model == "paints")
+    assert drag["missed"]["value"] == float(model == "no_selection")
+    assert b["presses_near_edges"]["all"]["right"]["n"] == 0
+
+
+def test_behaviour_click_outside_a_control():
+    app = Minipaint()
+    frames = [app.reset()]
+    x, y, w, h = LAYOUT.rect("color2")
+    steps = [(x + w + 1, y + h // 2, 1), (x + w + 1, y + h // 2, 0), (x + w // 2, y + h // 2, 1), (x + w // 2, y + h // 2, 0)]
+    frames += [app.step(s) for s in steps]
+    assert (frames[2] == frames[0]).all() and not (frames[4] == frames[0]).all()  # outside: nothing; inside: selects
+    for selects_outside in (False, True):
+        tracker = Tracker([4])
+        preds = [frames[0], frames[4] if selects_outside else frames[1], frames[4] if selects_outside else frames[2],
+                 frames[3], frames[4]]
+        acts = ["edge_work", "edge_work", "color_pick", "color_pick"]
+        for t in range(1, 5):
+            tracker.update(t, np.array([0]), ["dead_click"], frames[t - 1][None], frames[t][None], preds[t - 1][None],
+                           preds[t][None], activities=[acts[t - 1]])
+        near = tracker.summary()["behaviour"]["presses_near_edges"]["early"]
+        assert near["right"] == {"value": 0.0 if selects_outside else 1.0, "n": 1}
+        assert near["made_up"]["value"] == float(selects_outside)

@@ -177,3 +177,37 @@ def test_channel_norm_normalises_each_position_over_its_channels():
     h = torch.randn(2, 8, 5, 7).contiguous(memory_format=torch.channels_last) * 3 + 1
     var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)
     assert torch.allclose(ChannelNorm()(h), (h - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
+
+
+def test_drag_origin_input_starts_from_a_trained_net_and_is_learned():
+    from infinipaint.models.dynamics import initial_state
+    from infinipaint.models.encoding import drag_origins
+
+    torch.manual_seed(0)
+    base = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
+                          train_crop=16, unroll=2, context=8)
+    old = LatentCNN(base)
+    torch.nn.init.normal_(old.head.weight, std=0.1)
+    new = LatentCNN(DynamicsConfig(**{**base.to_dict(), "drag_origin": True}))
+    new.load_state_dict(initial_state(new, old.state_dict(), base))
+    old.eval(), new.eval()
+    z = torch.randn(2, 16, 56, 56)
+    prev, act = torch.tensor([[100, 100, 1], [60, 60, 0]]), torch.tensor([[104, 100, 1], [60, 64, 1]])
+    origin = torch.tensor([[10, 12], [60, 64]])
+    planes = new.action_input(prev, act, origin=origin)
+    assert planes.shape == (2, 5, 56, 56)
+    with torch.no_grad():  # zero weights on the new input: the trained net's outputs
+        assert torch.equal(old(z, old.action_input(prev, act)), new(z, planes))
+        assert torch.allclose(old.step(z[:, :, :16, :16], old.action_input(prev, act)[..., :16, :16], z),
+                              new.step(z[:, :, :16, :16], planes[..., :16, :16], z, planes), atol=1e-6)
+    with pytest.raises(ValueError, match="drag origin"):
+        new.action_input(prev, act)
+    actions = torch.tensor([[0, 0, 0], [100, 200, 1], [104, 204, 1]]).repeat(4, 1, 1)
+    batch = {"z": torch.randn(4, 3, 16, 56, 56), "actions": actions}
+    new.train()
+    with pytest.raises(ValueError, match="origins"):
+        new.loss(dict(batch))
+    batch["origins"] = torch.from_numpy(drag_origins(actions[0].numpy())).repeat(4, 1, 1)
+    loss, _ = new.loss(batch)
+    loss.backward()  # the origin's weights learn, in the window and in the context
+    assert new.a_in.weight.grad[:, 4].abs().sum() > 0 and new.context_net[0].weight.grad[:, 16].abs().sum() > 0

@@ -60,3 +60,28 @@ def test_other_grid_sizes_and_bad_actions():
         with pytest.raises(ValueError):
             check_action(bad, 40)
     assert check_action((np.int64(39), 0, 1), 40) == (39, 0, 1)
+
+
+def test_drag_origins_follow_the_pointer_stream():
+    from infinipaint.models.encoding import NO_ORIGIN, drag_origins, next_origins
+
+    a = np.array([[0, 0, 0], [10, 20, 0], [10, 20, 1], [40, 50, 1], [40, 50, 0], [7, 8, 1], [9, 9, 1], [9, 9, 0]])
+    o = drag_origins(a)
+    assert o.tolist() == [[-1, -1], [-1, -1], [10, 20], [10, 20], [-1, -1], [7, 8], [7, 8], [-1, -1]]
+    assert drag_origins(np.array([[5, 6, 1], [7, 8, 1]])).tolist() == [[5, 6], [5, 6]]  # held from row 0
+    origin = torch.full((1, 2), NO_ORIGIN)
+    t = torch.from_numpy(a)
+    for i in range(1, len(a)):  # the batched update agrees with the stream function
+        origin = next_origins(origin, t[i - 1 : i], t[i : i + 1])
+        assert origin[0].tolist() == o[i].tolist()
+    with pytest.raises(ValueError):
+        drag_origins(np.zeros((3, 2)))
+
+
+def test_origin_plane():
+    from infinipaint.models.encoding import origin_plane
+
+    p = origin_plane(torch.tensor([[100, 120], [-1, -1]]))
+    assert p.shape == (2, 1, GRID, GRID)
+    assert p[1].abs().max() == 0  # no drag: nothing
+    np.testing.assert_allclose(p[0, 0].numpy(), encode_action(100, 120, 1)[..., 0], atol=1e-6)  # the cursor's heatmap

@@ -82,7 +82,13 @@ def test_nan_loss_stops_and_keeps_checkpoint(small_dataset, tmp_path):
 def test_resume_refuses_foreign_state(small_dataset, tmp_path):
     out = tmp_path / "run"
     train_vae(small_dataset, out, "--steps", "2", "--ckpt-every", "1")
-    (out / "ckpt" / "state.pt").write_bytes(b"not a checkpoint")
+    state = out / "ckpt" / "state.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 1  # one flipped bit: refused by its checksum
+    state.write_bytes(bytes(data))
+    proc = train_vae(small_dataset, out, "--resume", "--steps", "4", check=False)
+    assert proc.returncode == 2 and "checksum mismatch" in proc.stderr and "Traceback" not in proc.stderr
+    state.write_bytes(b"not a checkpoint")
     proc = train_vae(small_dataset, out, "--resume", check=False)
     assert proc.returncode == 2 and "state.pt" in proc.stderr and "Traceback" not in proc.stderr
     proc = train_vae(small_dataset, tmp_path / "new", "--resume", check=False)
@@ -147,6 +153,15 @@ def test_freeze_encoder_keeps_the_latent_space(small_dataset, tmp_path):
     assert vae_files.encoder_sha256(a) == vae_files.encoder_sha256(b)
     assert not torch.equal(a.decoder.conv_in.weight, b.decoder.conv_in.weight)
     assert json.loads((tmp_path / "b" / "config.json").read_text())["freeze_encoder"] is True
+
+
+def test_every_train_flag_says_what_it_means():
+    from dataclasses import fields
+
+    from infinipaint.training.config import TRAIN_HELP
+
+    assert set(TRAIN_HELP) == {f.name for f in fields(TrainConfig)}
+    assert "MINUTES" in TRAIN_HELP["time_limit"]
 
 
 def test_train_config_refuses_unknown_extra_settings():

@@ -55,7 +55,11 @@ def test_dynamics_resumes_to_the_same_weights(small_dataset, vaes, tmp_path):
     train("dynamics", small_dataset, tmp_path / "split", *args, "--time-limit", "0.0001")
     stopped = torch.load(tmp_path / "split" / "ckpt" / "state.pt", weights_only=True)["step"]
     assert stopped < 8
-    train("dynamics", small_dataset, tmp_path / "split", "--vae", vaes["continuous"], "--resume", "--time-limit", "0")
+    rows = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "val"] == [stopped]  # a stopped run validates where it stands
+    assert (tmp_path / "split" / "curves.png").stat().st_size > 1000  # and plots its curves
+    # the VAE's run folder stands for its model/
+    train("dynamics", small_dataset, tmp_path / "split", "--vae", vaes["continuous"].parent, "--resume", "--time-limit", "0")
     a, _ = load_weights(tmp_path / "straight" / "model", "dynamics")
     b, _ = load_weights(tmp_path / "split" / "model", "dynamics")
     assert all(torch.equal(a[k], b[k]) for k in a)

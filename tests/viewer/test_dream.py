@@ -16,6 +16,7 @@ from infinipaint.actions import ActionStream
 from infinipaint.minipaint import Minipaint
 from infinipaint.models.world_model import WorldModel
 from infinipaint.viewer.dream import BOTTOM, Dream
+from infinipaint.viewer.gif import LABEL_HEIGHT
 from tests.conftest import run_cli
 
 from .test_inference import FakeModel
@@ -78,7 +79,7 @@ def test_panels_render_and_toggle(session, tmp_path):
     with Image.open(tmp_path / "screenshot.png") as img:
         assert img.size == (m + 2 * p, m + BOTTOM)
     with Image.open(tmp_path / "session.gif") as gif:
-        assert gif.n_frames == len(session.frames) and gif.size == (3 * 224, 224)
+        assert gif.n_frames == len(session.frames) and gif.size == (3 * 224, 224 + LABEL_HEIGHT)  # captioned panels
 
 
 def test_saved_actions_replay_through_rollout(tiny_model, script, tmp_path):

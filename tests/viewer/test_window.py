@@ -55,3 +55,28 @@ def test_pointer_outside_short_clicks_and_drags(window):
     assert window.tick() is None
     pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(350, 100)))
     assert window.tick() is None  # a press outside the frame does not start a stroke
+
+
+def test_a_stalled_loop_counts_the_samples_it_could_not_take(monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    w = PointerWindow("test", size=(400, 300), frame_rect=(0, 0, 224), sample_ms=80, fps=1000, realtime=True)
+    monkeypatch.setattr(pygame.mouse, "get_pos", lambda: (10, 10))
+    monkeypatch.setattr(pygame.mouse, "get_focused", lambda: True)
+    now = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    w.clock = SimpleNamespace(tick=lambda *a: 0)
+    try:
+        w._next_sample = now[0]
+        taken = 0
+        for _ in range(10):  # on time: one sample every 80 ms, none missed
+            taken += w.tick() is not None
+            now[0] += 0.0801
+        assert taken == 10 and w.missed == 0
+        now[0] += 0.5  # a frame 500 ms late: six intervals passed with no sample
+        assert w.tick() is not None and w.missed == 6
+        now[0] += 0.0801
+        assert w.tick() is not None and w.missed == 6  # back on schedule
+    finally:
+        w.close()

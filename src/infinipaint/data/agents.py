@@ -38,7 +38,8 @@ KINDS = (
 )
 PRIMITIVES = ("polyline", "arc", "circle", "zigzag", "spiral", "scribble", "dot", "long_stroke")
 UI_WORK = ("tool_switch", "color_pick", "slider_press", "slider_drag", "dead_click", "button_drag")
-ACTIVITIES = ("reset", *PRIMITIVES, *UI_WORK, "hover", "move", "pause", "edge_work")  # append only: stored as indices
+ACTIVITIES = ("reset", *PRIMITIVES, *UI_WORK, "hover", "move", "pause", "edge_work",
+              "control_drag")  # append only: stored as indices
 STYLES = ("sparse", "normal", "crowded", "eraser")
 
 _KIND = {k: i for i, k in enumerate(KINDS)}
@@ -58,12 +59,19 @@ class EpisodeConfig:
     # control ends is learned from these; the other activities click well inside or anywhere. 0
     # (the default) records exactly the episodes of earlier versions.
     edge_work: float = 0.0
+    # Weight of drags that begin on a control and end anywhere (on the canvas, near the control, on
+    # other controls), with the button held on the way: what such a drag does depends on where it
+    # began, which the screen no longer shows once the pointer has left the control. 0 (the default)
+    # records exactly the episodes of earlier versions.
+    drag_work: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(f"need 1 <= min_steps <= max_steps, got {self.min_steps}, {self.max_steps}")
         if not 0 <= self.edge_work <= 10:
             raise ValueError(f"edge_work must be in [0, 10], got {self.edge_work}")
+        if not 0 <= self.drag_work <= 10:
+            raise ValueError(f"drag_work must be in [0, 10], got {self.drag_work}")
 
 
 @dataclass
@@ -112,12 +120,14 @@ def toward_canvas(layout: Layout) -> tuple[int, int]:
 class Agent:
     """Turns intentions (a spiral here, a colour pick there) into raw pointer samples."""
 
-    def __init__(self, rng: np.random.Generator, app: Minipaint, edge_work: float = 0.0) -> None:
+    def __init__(self, rng: np.random.Generator, app: Minipaint, edge_work: float = 0.0,
+                 drag_work: float = 0.0) -> None:
         self.rng = rng
         self.app = app
         self.layout = app.layout  # every position, colour and brush size the agent uses
         self.canvas = app.layout.rect("canvas")  # (x, y, w, h), where strokes go
         self.edge_work = edge_work
+        self.drag_work = drag_work
         self.style = str(rng.choice(STYLES, p=[0.2, 0.35, 0.25, 0.2]))
         self.speed = float(rng.uniform(5, 22))  # px per 80 ms sample while drawing
         self.scale = {"sparse": 0.6, "normal": 1.0, "crowded": 1.5, "eraser": 1.2}[self.style]
@@ -146,6 +156,8 @@ class Agent:
         )
         if self.edge_work > 0:
             weights["edge_work"] = self.edge_work
+        if self.drag_work > 0:
+            weights["control_drag"] = self.drag_work
         names = list(weights)
         p = np.array([weights[n] for n in names])
         name = names[int(r.choice(len(names), p=p / p.sum()))]
@@ -418,6 +430,29 @@ class Agent:
         out.append((*self.pos, 0, "button_drag"))
         return out
 
+    def _control_drag(self) -> list[Sample]:
+        """Press anywhere on a control (the slider included) and drag, button held, to a point on the
+        canvas (anywhere, half of the time), near the control, or elsewhere in the toolbar; now and
+        then held still on the way."""
+        r = self.rng
+        start = self._point_in(str(r.choice(self.layout.controls)))
+        out = self._move(start)
+        out.append((*start, 1, "control_drag"))
+        self.pos = start
+        u = r.random()
+        if u < 0.5:
+            end = self._point_in("canvas", margin=2)
+        elif u < 0.8:
+            end = (_clip(start[0] + r.uniform(-60, 60), 0, SCREEN - 1), _clip(start[1] + r.uniform(-60, 60), 0, SCREEN - 1))
+        else:
+            end = self._point_in("toolbar")
+        steps = max(2, int(np.hypot(end[0] - start[0], end[1] - start[1]) // 4))
+        out += self._walk(np.linspace(start, end, steps), 1, "control_drag", r.uniform(4, 18))
+        if r.random() < 0.3:
+            out += self._hold(1, "control_drag", self.pos, int(r.integers(1, 4)))
+        out.append((*self.pos, 0, "control_drag"))
+        return out
+
     def _hover(self) -> list[Sample]:
         out: list[Sample] = []
         for _ in range(int(self.rng.integers(1, 4))):
@@ -444,7 +479,7 @@ def record_episode(seed: int, index: int, config: EpisodeConfig = EpisodeConfig(
     rng = episode_rng(seed, index)
     n_steps = int(rng.integers(config.min_steps, config.max_steps + 1))
     app = Minipaint(layout)
-    agent = Agent(rng, app, config.edge_work)
+    agent = Agent(rng, app, config.edge_work, config.drag_work)
     stream = ActionStream()
     frame = app.reset()
     cx, cy, cw, ch = app.layout.rect("canvas")

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--edge-work", type=float, default=0.0,
                    help="weight of clicks and slider drags just outside a control's edge among the UI "
                         "activities (colour picks: 0.4; default 0: none, the episodes of earlier versions)")
+    g.add_argument("--drag-work", type=float, default=0.0,
+                   help="weight of drags that begin on a control and end anywhere, among the UI activities "
+                        "(colour picks: 0.4; default 0: none, the episodes of earlier versions)")
     g.add_argument("--layout", default="default",
                    help="Minipaint layout by name (a key of minipaint.LAYOUTS); recorded with the dataset")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -68,7 +71,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     default = EpisodeConfig()
     try:
         config = EpisodeConfig(args.min_steps or default.min_steps, args.max_steps or default.max_steps,
-                               args.edge_work)
+                               args.edge_work, args.drag_work)
     except ValueError as e:
         raise CommandError(str(e)) from None
     t0 = time.perf_counter()

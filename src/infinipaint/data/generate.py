@@ -48,11 +48,12 @@ def _arrays_blob(ep: Episode) -> bytes:
 
 
 def _config_meta(config: EpisodeConfig) -> dict[str, Any]:
-    """The episode config as stored; `edge_work` only when set, so that datasets written before it
-    existed still match (with it 0, the same episodes are recorded)."""
+    """The episode config as stored; `edge_work` and `drag_work` only when set, so that datasets
+    written before they existed still match (with them 0, the same episodes are recorded)."""
     d = asdict(config)
-    if d["edge_work"] == 0:
-        del d["edge_work"]
+    for name in ("edge_work", "drag_work"):
+        if d[name] == 0:
+            del d[name]
     return d
 
 

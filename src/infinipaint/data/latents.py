@@ -3,7 +3,7 @@
     from infinipaint.data.latents import build_latent_cache, LatentTransitionDataset
     cache = build_latent_cache("data/cpu", "weights/cpu", "train")   # data/cpu/latents/<vae>/train/
     ds = LatentTransitionDataset(cache, k=4)
-    item = ds[0]   # {"z": float32 (K+1, C, 56, 56), "actions": int64 (K+1, 3)}
+    item = ds[0]   # {"z": float32 (K+1, C, 56, 56), "actions": int64 (K+1, 3), "origins": int64 (K+1, 2)}
 
 The cache lives beside the data, keyed by the checksum of the VAE's encoder weights (the latent
 depends on nothing else), so a new encoder never reads a stale cache while a decoder retrained with
@@ -225,7 +225,8 @@ def _reusable(out: Path, old: dict | None, keys: list[str]) -> tuple[np.ndarray 
 
 
 class LatentTransitionDataset(Dataset):
-    """Windows of K transitions over a latent cache: z[t:t+K+1], actions[t:t+K+1] of one episode."""
+    """Windows of K transitions over a latent cache: z[t:t+K+1], actions[t:t+K+1] of one episode,
+    and the drag origins of those steps (`models.encoding.drag_origins` of the episode's actions)."""
 
     def __init__(self, cache: str | Path, k: int = 1) -> None:
         if k < 1:
@@ -242,6 +243,7 @@ class LatentTransitionDataset(Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(per)])
         self._z: np.ndarray | None = None
         self._actions: np.ndarray | None = None
+        self._origins: np.ndarray | None = None
         self.sampling_weights: np.ndarray | None = None  # uniform: every window as likely
 
     def reset_action(self) -> tuple[int, int, int]:
@@ -252,8 +254,13 @@ class LatentTransitionDataset(Dataset):
         return tuple(int(v) for v in values[int(np.argmax(counts))])
 
     def _open(self) -> None:  # lazily, in the process that reads (DataLoader workers)
+        from infinipaint.models.encoding import drag_origins
+
         self._z = _open_latents(self.cache, self.info)
         self._actions = np.load(self.cache / "actions.npy")
+        starts = self.info["starts"]
+        self._origins = np.concatenate([drag_origins(self._actions[a:b]) for a, b in zip(starts, starts[1:])]
+                                       or [np.zeros((0, 2), np.int64)]).astype(np.int16)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -275,7 +282,8 @@ class LatentTransitionDataset(Dataset):
         e, r = self.locate(i)
         z = _as_values(self._z[r : r + self.k + 1], self.info)  # (K+1, C, 56, 56)
         a = self._actions[r : r + self.k + 1].astype(np.int64)  # (K+1, 3)
-        return {"z": torch.from_numpy(z), "actions": torch.from_numpy(a)}
+        o = self._origins[r : r + self.k + 1].astype(np.int64)  # (K+1, 2): where the drag under way began
+        return {"z": torch.from_numpy(z), "actions": torch.from_numpy(a), "origins": torch.from_numpy(o)}
 
     def warm(self, chunk: int = 16 << 20) -> threading.Thread | None:
         """Read the latents file once, front to back, in a background thread, when it fits in the
@@ -301,7 +309,7 @@ class LatentTransitionDataset(Dataset):
         return thread
 
     def __getstate__(self) -> dict:  # workers reopen the memory map themselves
-        return {**self.__dict__, "_z": None, "_actions": None}
+        return {**self.__dict__, "_z": None, "_actions": None, "_origins": None}
 
     def latent_stats(self, max_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std over (a strided sample of) the cached latents."""

@@ -33,6 +33,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from infinipaint.models.encoding import drag_origins
+
 
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1e3
@@ -115,7 +117,8 @@ def bench_world_model(wm: Any, frames: np.ndarray, actions: np.ndarray, batch: i
     z1 = wm.encode(frames[:1])
     stream = actions if stream is None else stream
     # consecutive steps (the window the dynamics runs on follows the cursor)
-    pairs = [(torch.from_numpy(stream[k : k + 1]), torch.from_numpy(stream[k + 1 : k + 2]))
+    origins = torch.from_numpy(drag_origins(stream))  # a stream that starts mid-drag takes its first row as the press: timing only
+    pairs = [(torch.from_numpy(stream[k : k + 1]), torch.from_numpy(stream[k + 1 : k + 2]), origins[k + 1 : k + 2])
              for k in range(len(stream) - 1)]
     wm.reset(frames[0])
     i, j = iter(range(1 << 30)), iter(range(1 << 30))
@@ -134,7 +137,8 @@ def bench_world_model(wm: Any, frames: np.ndarray, actions: np.ndarray, batch: i
     b = min(batch, len(frames) - 1)
     zb = wm.encode(frames[:b])
     prevb, actb = torch.from_numpy(actions[:b]), torch.from_numpy(actions[1 : b + 1])
-    t = time_calls(lambda: wm.decode(wm.advance(zb, prevb, actb)), max(3, repeats // 4), 1, dev)
+    originb = torch.from_numpy(drag_origins(actions)[1 : b + 1])
+    t = time_calls(lambda: wm.decode(wm.advance(zb, prevb, actb, originb)), max(3, repeats // 4), 1, dev)
     out["throughput"] = {"batch": b, **t, "frames_per_s": b / (t["median_ms"] / 1e3)}
     return out
 
@@ -179,13 +183,14 @@ def bench_training(vae_config: Any, dyn_config: Any, frames: np.ndarray, actions
                        for j in range(0, len(frames), 16)]).float()  # (N, C, 56, 56)
     dyn = LatentCNN(dyn_config)
     dyn.set_latent_stats(z.mean(dim=(0, 2, 3)).cpu(), z.std(dim=(0, 2, 3)).cpu())
-    acts = torch.from_numpy(actions)
+    acts, origins = torch.from_numpy(actions), torch.from_numpy(drag_origins(actions))
     nd = batch["dynamics"]
 
     def dyn_batch() -> dict[str, torch.Tensor]:
         starts = rng.integers(0, len(frames) - k, nd)
         return {"z": torch.stack([z[s : s + k + 1] for s in starts]),
-                "actions": torch.stack([acts[s : s + k + 1] for s in starts]).to(device)}
+                "actions": torch.stack([acts[s : s + k + 1] for s in starts]).to(device),
+                "origins": torch.stack([origins[s : s + k + 1] for s in starts]).to(device)}
 
     out["dynamics"] = timed(dyn, dyn_batch, nd)
     return out

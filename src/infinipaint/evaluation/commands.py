@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_eval(sub)
     p = sub.add_parser("evaluate", help="long rollouts of a world model on held-out episodes")
     p.add_argument("--model", action="append", required=True, metavar="DIR",
-                   help="world-model directory (vae.* + dynamics.*); repeat to compare models")
+                   help="world-model directory (vae.* + dynamics.*) or a run folder (runs/NAME: its model/); "
+                        "repeat to compare models")
     p.add_argument("--data", required=True, help="dataset directory (infinipaint generate --out)")
     p.add_argument("--episodes", type=int, default=20, help="held-out episodes, the first N of the split")
     p.add_argument("--split", default="test", choices=["test", "val", "all"],
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("rollout", help="replay an action file through Minipaint and a world model")
-    p.add_argument("--model", required=True, help="world-model directory (vae.* + dynamics.*)")
+    p.add_argument("--model", required=True, help="world-model directory (vae.* + dynamics.*) or a run folder")
     p.add_argument("--actions", required=True, help='JSON {"actions": [[x, y, down], ...]}, raw pointer events')
     p.add_argument("--out", default="rollout", help="output directory")
     p.add_argument("--raw", action="store_true", help="the entries are model steps already (skip ActionStream)")
@@ -53,12 +54,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     _runtime(p)
     p.set_defaults(func=cmd_rollout)
 
+    p = sub.add_parser("reference", help="a model's quality fingerprint: its rollout of one fixed episode, "
+                                         "compared with (or written to) DIR/reference.json")
+    p.add_argument("--model", default="weights/cpu", help="world-model directory (default: weights/cpu)")
+    p.add_argument("--write", action="store_true", help="record the fingerprint in DIR/reference.json")
+    p.set_defaults(func=cmd_reference)
+
     p = sub.add_parser("bench", help="time Minipaint, the world model and training")
     p.add_argument("target", nargs="?", default="all", choices=["all", "minipaint", "model"],
                    help="all; only Minipaint; or Minipaint + world-model latency without training")
-    p.add_argument("--model", help="world-model directory (default: an untrained model of --preset)")
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"],
-                   help="architecture timed without --model; training batch sizes")
+    p.add_argument("--model", help="world-model directory or run folder (default: weights/cpu, unless --preset is given)")
+    p.add_argument("--preset", default=None, choices=["tiny", "cpu", "paper"],
+                   help="time an untrained model of this architecture instead of --model; training batch sizes "
+                        "(default: cpu)")
     p.add_argument("--episodes", type=int, default=4, help="agent episodes in the Minipaint action stream")
     p.add_argument("--batch", type=int, default=16, help="batch of the throughput measurement")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per world-model stage")
@@ -122,6 +130,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    from .reference import FILE, compare, reference_scores, write_reference
+
+    if args.write:
+        print(f"wrote {write_reference(args.model)}")
+        return 0
+    path = Path(args.model) / FILE
+    if not path.is_file():
+        raise CommandError(f"{path}: no such file (record one with --write)")
+    current = reference_scores(args.model)
+    problems = compare(current, json.loads(path.read_text()))
+    mean = {k: sum(current[k]) / len(current[k]) for k in ("ssim", "exact_share")}
+    print(f"mean SSIM {mean['ssim']:.4f}, mean exact share {mean['exact_share']:.4f} "
+          f"over {current['steps']} steps: " + ("; ".join(problems) if problems else f"as recorded in {path}"))
+    return 1 if problems else 0
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     from infinipaint.minipaint import LAYOUTS
 
@@ -161,7 +186,7 @@ def bench(args: argparse.Namespace) -> int:
         if args.target == "all":
             from infinipaint.training.config import TRAIN_PRESETS
 
-            batch = {c: TRAIN_PRESETS[c][args.preset].batch_size for c in ("vae", "dynamics")}
+            batch = {c: TRAIN_PRESETS[c][args.preset or "cpu"].batch_size for c in ("vae", "dynamics")}
             results["training"] = b.bench_training(wm.vae.config, wm.dynamics.config, frames, actions, batch,
                                                    device, bf16=bf16, steps=args.train_steps)
         results["targets"] = {"full_step_ms": 20.0, "minipaint_step_ms": 0.3,
@@ -184,10 +209,12 @@ def _bench_model(args: argparse.Namespace, device):
 
     from .evaluate import load_model
 
-    if args.model:
-        wm = load_model(args.model, str(device), bf16=_bf16(args), window=args.window,
-                        keep_margin=args.keep_margin)
-        return wm, f"model {args.model}"
+    from infinipaint.viewer.commands import DEFAULT_MODEL
+
+    model = args.model or (str(DEFAULT_MODEL) if args.preset is None else None)
+    if model:
+        wm = load_model(model, str(device), bf16=_bf16(args), window=args.window, keep_margin=args.keep_margin)
+        return wm, f"model {model}"
     wm = WorldModel(VAE(VAE_PRESETS[args.preset]), LatentCNN(DYNAMICS_PRESETS[args.preset]), device=device,
                     bf16=_bf16(args))
     return wm, f"untrained {args.preset} preset (architecture only)"
@@ -219,7 +246,7 @@ def register_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate one network on its own")
     which = p.add_subparsers(dest="component", required=True)
     v = which.add_parser("vae", help="reconstruction quality and latent-change analysis of a VAE")
-    v.add_argument("--model", required=True, help="directory with vae.json + vae.safetensors")
+    v.add_argument("--model", required=True, help="directory with vae.json + vae.safetensors, or a run folder")
     v.add_argument("--data", required=True, help="dataset directory (its test split is used)")
     v.add_argument("--out", default="out/vae-eval", help="output directory")
     v.add_argument("--frames", type=int, default=2000, help="test frames to reconstruct")

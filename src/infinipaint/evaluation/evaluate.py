@@ -11,7 +11,7 @@ Held-out episodes (the `test` split, in key order) are replayed step by step: th
 recorded Minipaint frame (recorded steps are already ActionStream steps), scored on the layout the
 dataset was recorded on (its manifest's `layout`, also written to metrics.json); the prediction comes
 from a rolling latent started from the encoded first frame, `z <- WorldModel.advance(z, a_prev,
-a)`, decoded at every step. Episodes run as one batch, longest first, so the episodes still alive
+a, origin)` (origin: where the drag under way began, from the actions), decoded at every step. Episodes run as one batch, longest first, so the episodes still alive
 at step t are a prefix of the batch and finished ones simply drop out (no padding steps are ever
 computed). Only scalars per (episode, step) are kept, plus the few frames the strips and the GIF
 show. Ctrl-C stops the loop and still writes everything for the steps already scored
@@ -34,6 +34,7 @@ import torch
 from infinipaint.actions import RESET_ACTION
 from infinipaint.errors import CheckpointError, CommandError, DataError
 from infinipaint.minipaint import LAYOUTS
+from infinipaint.models.encoding import drag_origins
 
 from .scoring import Tracker
 
@@ -55,6 +56,7 @@ class Episodes:
     first: np.ndarray  # (E, 224, 224, 3) uint8
     truth: Callable[[int, list[int]], np.ndarray]
     layout: str = "default"  # a key of minipaint.LAYOUTS
+    activities: list[list[str]] | None = None  # (T_e + 1,) recorded agent activities (ACTIVITIES names), for behaviour events
 
     @property
     def lengths(self) -> list[int]:
@@ -127,6 +129,7 @@ def run(wm: Any, eps: Episodes, tracker: Tracker, keep: Keep | None = None, ceil
     sorted_len = lengths[order]
     actions = [torch.from_numpy(np.asarray(eps.actions[e], dtype=np.int64)) for e in order]
     z = wm.encode(eps.first[order])
+    origins = [torch.from_numpy(drag_origins(a.numpy())) for a in actions]  # where each step's drag began
     prev_truth = eps.first[order].copy()
     prev_pred = wm.decode(z)
     t_max = int(sorted_len.max()) if len(lengths) else 0
@@ -138,12 +141,14 @@ def run(wm: Any, eps: Episodes, tracker: Tracker, keep: Keep | None = None, ceil
             rows = order[:n]
             prev = torch.stack([actions[i][t - 1] for i in range(n)])  # (n, 3)
             act = torch.stack([actions[i][t] for i in range(n)])
-            z = wm.advance(z[:n], prev, act)  # (n, C, 56, 56)
+            origin = torch.stack([origins[i][t] for i in range(n)])
+            z = wm.advance(z[:n], prev, act, origin)  # (n, C, 56, 56)
             pred = wm.decode(z)  # (n, 224, 224, 3)
             truth = eps.truth(t, rows.tolist())
             ceiling = wm.decode(wm.encode(truth)) if ceiling_every and (t - 1) % ceiling_every == 0 else None
             kinds = [eps.kinds[e][t] for e in rows]
-            s = tracker.update(t, rows, kinds, prev_truth[:n], truth, prev_pred[:n], pred, ceiling)
+            acts = None if eps.activities is None else [eps.activities[e][t] for e in rows]
+            s = tracker.update(t, rows, kinds, prev_truth[:n], truth, prev_pred[:n], pred, ceiling, acts)
             if keep is not None:
                 keep.offer(t, rows, truth, pred)
             if on_step is not None:
@@ -173,7 +178,7 @@ def dataset_episodes(data_dir: str | Path, episodes: int = 20, split: str = "tes
                      max_steps: int | None = None) -> Episodes:
     """The first `episodes` episodes of a split of a dataset, truth read from its recorded frames,
     on the layout its manifest records."""
-    from infinipaint.data.agents import KINDS
+    from infinipaint.data.agents import ACTIVITIES, KINDS
     from infinipaint.data.storage import DatasetReader
 
     if episodes < 1:
@@ -185,12 +190,13 @@ def dataset_episodes(data_dir: str | Path, episodes: int = 20, split: str = "tes
         raise DataError(f"{data_dir}: the {split} split is empty ({reader.manifest['n_episodes']} episodes in all); "
                         "generate more episodes")
     keys = keys[:episodes]
-    actions, kinds = [], []
+    actions, kinds, activities = [], [], []
     for k in keys:
         a = reader.arrays(k)
         stop = len(a["actions"]) if max_steps is None else min(len(a["actions"]), max_steps + 1)
         actions.append(a["actions"][:stop].astype(np.int64))
         kinds.append([KINDS[int(i)] for i in a["kinds"][:stop]])
+        activities.append([ACTIVITIES[int(i)] for i in a["activities"][:stop]])
     first = np.stack([reader.frame(k, 0) for k in keys])
 
     def truth(t: int, rows: list[int]) -> np.ndarray:
@@ -200,7 +206,7 @@ def dataset_episodes(data_dir: str | Path, episodes: int = 20, split: str = "tes
         raise DataError(f"{data_dir}: an episode of the {split} split has no steps")
     if any(tuple(a[0]) != RESET_ACTION for a in actions):
         raise DataError(f"{data_dir}: episodes must start with the reset action {RESET_ACTION}")
-    return Episodes(keys, actions, kinds, first, truth, layout)
+    return Episodes(keys, actions, kinds, first, truth, layout, activities)
 
 
 def evaluate(model_dir: str | Path, data_dir: str | Path, episodes: int = 20, out: str | Path = "eval",
@@ -281,9 +287,12 @@ def _labels(names: list[str]) -> list[str]:
 
 def check_model_dir(model_dir: str | Path) -> None:
     """A clear error before any work when the model directory is incomplete."""
+    from infinipaint.models.checkpoint import model_folder
+
     d = Path(model_dir)
     if not d.is_dir():
         raise CheckpointError(f"{d}: no such model directory")
+    d = model_folder(d, "dynamics")
     missing = [f for f in ("vae.json", "vae.safetensors", "dynamics.json", "dynamics.safetensors") if not (d / f).is_file()]
     if missing:
         raise CheckpointError(f"{d}: not a complete world model, missing {', '.join(missing)} "

@@ -297,6 +297,14 @@ def markdown(m: dict[str, Any], title: str, files: dict[str, str]) -> str:
             f"{slips['phases'][p]['slips']} ({_pct(slips['phases'][p]['wrong_share'])})" for p, *_ in PHASES) + " |")
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(slips["by_kind"].items(), key=lambda kv: -kv[1])) or "none"
         lines += ["", f"Toolbar slips by the kind of step they happened on: {kinds}."]
+    behaviour = m.get("behaviour")  # absent from metrics written before it was measured
+    if behaviour and any(v["right"]["n"] for g in behaviour.values() for v in g.values()):
+        lines += ["", "Behaviour events (right / made up / missed; see Definitions):", "",
+                  "| | " + " | ".join(p for p, *_ in PHASES) + " | all |", "|---|---|---|---|---|"]
+        for group, phases in behaviour.items():
+            lines.append(f"| {group.replace('_', ' ')} | " + " | ".join(
+                f"{_pct(v['right']['value'])} / {_pct(v['made_up']['value'])} / {_pct(v['missed']['value'])} "
+                f"(n={v['right']['n']})" for v in phases.values()) + " |")
     lines += ["", "## Figures", ""]
     for name, caption in (("curves", "SSIM and PSNR per step; dashed: the VAE ceiling (truth through the VAE alone)"),
                           ("exact", "share of pixels within 8/255 of the truth"), ("regions", "SSIM per region"),

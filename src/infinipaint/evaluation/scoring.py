@@ -36,6 +36,16 @@ Definitions (every number in `metrics.json` means exactly this):
   the phase and under the step kind of that step (a slip on a `dead_click` or a `hover` is a
   change the model made up; one on a `press_*` a missed or wrong response). The wrong-state share
   is the share of frames whose predicted toolbar state is not the true one.
+- Behaviour events: runs of consecutive steps that the recording's agent labels with one of the
+  activities of a group (`BEHAVIOURS`): drags that begin on a control (`control_drag`,
+  `button_drag`: press on a control, drag anywhere with the button held, release) and presses near a
+  control's edge (`edge_work`: clicks 1-4 px outside, or just inside, an edge, and slider drags that
+  leave the slider). An event is *right* when, from the frames before its first step to those after
+  its last, the prediction changed what the truth changed and nothing else: fewer than
+  `VISIBLE_PIXELS` pixels changed visibly (> `VISIBLE_DELTA`) in the prediction where the truth did
+  not change visibly (*made up*: a line painted from a drag off a button, a selection from a click
+  outside), and fewer than `VISIBLE_PIXELS` of the pixels the truth changed visibly wrong in the
+  prediction at the end (*missed*).
 - Phases: early = steps 1-150, mid = 151-500, late = 501+; a press, erase step or stroke belongs to
   the phase of its (first) step.
 """
@@ -69,6 +79,9 @@ DEFINITIONS = {
                          f"by more than {VISIBLE_DELTA}/255 in the prediction from before the stroke to its end",
     "toolbar_slips": "steps at which the predicted toolbar (nearest Minipaint-rendered state) stops showing the true "
                      "tool, colour and size, by phase and by the kind of the step; wrong_share: frames showing a wrong state",
+    "behaviour": f"per group of recorded activities, the share of events (runs of its steps) after which the "
+                 f"prediction changed what the truth changed and nothing else (fewer than {VISIBLE_PIXELS} pixels made up "
+                 f"or missed, {VISIBLE_DELTA}/255 a visible change); made_up / missed: shares of events failing each way",
     "phases": "early: steps 1-150, mid: 151-500, late: 501+",
     "onset_095": f"first step with SSIM < {SSIM_CLIFF}; mean and std over the episodes that fall below",
 }
@@ -212,6 +225,21 @@ def _share(hits: list[bool]) -> dict[str, Any]:
     return {"value": float(np.mean(hits)) if hits else None, "n": len(hits)}
 
 
+# Behaviour groups: recorded agent activities (`data.agents.ACTIVITIES`) scored as events of their own.
+BEHAVIOURS = {"drags_from_controls": ("control_drag", "button_drag"), "presses_near_edges": ("edge_work",)}
+_GROUP_OF = {a: g for g, acts in BEHAVIOURS.items() for a in acts}
+
+
+def event_errors(truth_before: np.ndarray, truth: np.ndarray, pred_before: np.ndarray,
+                 pred: np.ndarray) -> tuple[int, int]:
+    """(made-up pixels, missed pixels) of an event: pixels the prediction changed visibly where the
+    truth did not, and pixels the truth changed visibly that are visibly wrong in the prediction."""
+    truth_changed = _diff(truth, truth_before) > VISIBLE_DELTA
+    made_up = (_diff(pred, pred_before) > VISIBLE_DELTA) & ~truth_changed
+    missed = truth_changed & (_diff(pred, truth) > VISIBLE_DELTA)
+    return int(made_up.sum()), int(missed.sum())
+
+
 class Tracker:
     """Per-episode, per-step scores (small float matrices, NaN where an episode has no step) and
     the behaviour events of episodes on one layout; fed one step of a batch at a time, summarised
@@ -234,11 +262,15 @@ class Tracker:
         # Toolbar state per episode and step: 1 when the prediction shows the true state, 0 when not.
         self.toolbar_right = _nan(shape)
         self.slips: list[tuple[int, int, str, list[str]]] = []  # (episode, step, kind, attributes that went wrong)
+        # Behaviour events: per group and phase, (made up, missed) per finished event; open ones per episode.
+        self.events: dict[str, dict[str, list[tuple[bool, bool]]]] = {g: {p: [] for p, *_ in PHASES} for g in BEHAVIOURS}
+        self._event: dict[int, tuple[str, int, np.ndarray, np.ndarray]] = {}
 
     def update(self, step: int, episodes: np.ndarray, kinds: list[str], prev_truth: np.ndarray,
                truth: np.ndarray, prev_pred: np.ndarray, pred: np.ndarray,
-               ceiling: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Score step `step` (1-based) of the given episodes (rows of the batch arrays)."""
+               ceiling: np.ndarray | None = None, activities: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Score step `step` (1-based) of the given episodes (rows of the batch arrays);
+        `activities`, the recorded agent activity of each, for the behaviour events."""
         s = frame_scores(pred, truth, layout=self.layout)
         if ceiling is not None:
             c = frame_scores(ceiling, truth, regions=False, layout=self.layout)
@@ -269,6 +301,13 @@ class Tracker:
                     self._close_stroke(e, pred[i])
             elif e in self._stroke:
                 self._close_stroke(e, prev_pred[i])
+            group = _GROUP_OF.get(activities[i]) if activities is not None else None
+            if e in self._event and self._event[e][0] != group:
+                self._close_event(e, prev_truth[i], prev_pred[i])
+            if group is not None and e not in self._event:
+                self._event[e] = (group, step, prev_truth[i].copy(), prev_pred[i].copy())
+            if e in self._event and step == self.lengths[e]:
+                self._close_event(e, truth[i], pred[i])
         for k, v in s.items():  # last, all at once: an interrupt leaves whole steps
             self.scores[k][episodes, step - 1] = v
         self.toolbar_right[episodes, step - 1] = right
@@ -279,6 +318,20 @@ class Tracker:
         if footprint.any():
             drawn = _diff(pred_end, before)[footprint] > VISIBLE_DELTA
             self.strokes[phase_of(first)].append(not drawn.any())
+
+    def _close_event(self, e: int, truth: np.ndarray, pred: np.ndarray) -> None:
+        group, first, truth_before, pred_before = self._event.pop(e)
+        made_up, missed = event_errors(truth_before, truth, pred_before, pred)
+        self.events[group][phase_of(first)].append((made_up >= VISIBLE_PIXELS, missed >= VISIBLE_PIXELS))
+
+    def _behaviour_summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for group, phases in self.events.items():
+            out[group] = {}
+            for p, ev in [*phases.items(), ("all", [x for v in phases.values() for x in v])]:
+                out[group][p] = {"right": _share([not (a or b) for a, b in ev]), "made_up": _share([a for a, _ in ev]),
+                                 "missed": _share([b for _, b in ev])}
+        return out
 
     def _slip_summary(self, n_steps: int) -> dict[str, Any]:
         right = self.toolbar_right[:, :n_steps]
@@ -326,6 +379,7 @@ class Tracker:
             "eraser_l1": {p: {"value": _mean_or_none(v), "n": len(v)} for p, v in self.eraser.items()},
             "empty_pen_strokes": {p: _share(v) for p, v in self.strokes.items()},
             "toolbar_slips": self._slip_summary(n_steps),
+            "behaviour": self._behaviour_summary(),
             "definitions": DEFINITIONS,
         }
         for name, *_ in PHASES:

@@ -10,6 +10,9 @@
 exactly when its JSON names a weights file with matching size and checksum. Every failure to load
 (missing file, truncated or tampered bytes, not safetensors, mismatched keys or shapes) raises
 `CheckpointError` with the file and, where it applies, the tensor key.
+
+Wherever a model directory is read, a training run's folder stands for its `model/` (`runs/NAME`
+for `runs/NAME/model`).
 """
 
 from __future__ import annotations
@@ -66,9 +69,19 @@ def save_weights(
     return path
 
 
+def model_folder(directory: str | Path, name: str) -> Path:
+    """The folder that holds `NAME.json`: `directory`, or its `model/` when `directory` is a
+    training run's folder (`runs/NAME`) without one of its own."""
+    d = Path(directory)
+    if not (d / f"{name}.json").is_file() and (d / "model" / f"{name}.json").is_file():
+        return d / "model"
+    return d
+
+
 def read_info(directory: str | Path, name: str) -> dict[str, Any]:
-    """Parse and check `DIR/NAME.json` (format, kind and weights record); CheckpointError if unusable."""
-    path = Path(directory) / f"{name}.json"
+    """Parse and check `DIR/NAME.json` (format, kind and weights record); CheckpointError if unusable.
+    A run folder stands for its `model/` (`model_folder`)."""
+    path = model_folder(directory, name) / f"{name}.json"
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (expected a {name} model directory)")
     try:
@@ -89,7 +102,7 @@ def load_weights(directory: str | Path, name: str) -> tuple[dict[str, torch.Tens
     """Read and verify `DIR/NAME.safetensors` against its JSON; returns (state dict on CPU, info)."""
     info = read_info(directory, name)
     w = info["weights"]
-    path = Path(directory) / Path(w["file"]).name
+    path = model_folder(directory, name) / Path(w["file"]).name
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (named by {name}.json)")
     data = path.read_bytes()

@@ -2,15 +2,16 @@
 
     from infinipaint.models.dynamics import LatentCNN, DYNAMICS_PRESETS
     net = LatentCNN(DYNAMICS_PRESETS["cpu"])
-    delta = net(z, planes)                 # z (B, 16, 56, 56), planes (B, 4, 56, 56) -> (B, 16, 56, 56)
+    delta = net(z, planes)                 # z (B, 16, 56, 56), planes (B, A, 56, 56) -> (B, 16, 56, 56)
                                            # (planes = net.action_input(prev, next): (B, 3) actions each)
     z_next = net.step(z, planes)           # raw latents in, raw latents out
     loss, logs = net.loss(batch)           # batch from the latent-transition dataset
 
 A flat, single-resolution CNN on the latent grid. It learns from recorded latents and raw
-`(x, y, down)` actions alone: nothing in it knows which app made them. The latent and the four
-action channels ([a_prev, a_next]: cursor heatmap and button plane each) are projected to the
-hidden width and summed; residual blocks follow, each normalised by Spatial Adaptive GroupNorm
+`(x, y, down)` actions alone: nothing in it knows which app made them. The latent and the A = 4
+action channels ([a_prev, a_next]: cursor heatmap and button plane each; with `drag_origin` a fifth,
+the point where the drag under way began, see `models.encoding`) are projected to the hidden width
+and summed; residual blocks follow, each normalised by Spatial Adaptive GroupNorm
 (GroupNorm whose per-position scale and shift come from action features); the head predicts the
 delta z_{t+1} - z_t, zero-initialised so an untrained net predicts "nothing changes".
 
@@ -46,9 +47,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .encoding import SCALE, pair_planes
+from .encoding import SCALE, origin_plane, pair_planes
 
-ACTION_CHANNELS = 4
+ACTION_CHANNELS = 4  # [a_prev, a_next]: cursor heatmap and button plane each; +1 with `drag_origin`
 HEADS = ("delta", "levels")
 NORMS = ("group", "channel")
 CONTEXT_GRID = 14  # the context's pooled map: CONTEXT_GRID x CONTEXT_GRID cells, whatever the latent's size
@@ -81,6 +82,7 @@ class DynamicsConfig:
     flip_prob: float = 0.01  # head "levels": share of input codes moved one level during training
     context: int = 0  # width of the global context vector read from the whole latent (0: none); see `LatentCNN.global_context`
     keep_margin: float = 0.0  # head "levels", stepping only: added to the keep bias (see `step`)
+    drag_origin: bool = False  # one more action plane: where the drag under way began (models.encoding); the context reads it too
     reset_action: tuple[int, ...] = (0, 0, 0)  # a_prev of an episode's first step, as recorded in the training data (set by `train dynamics`)
 
     @classmethod
@@ -199,15 +201,16 @@ class LatentCNN(nn.Module):
     def __init__(self, config: DynamicsConfig | None = None) -> None:
         super().__init__()
         c = self.config = config or DynamicsConfig()
+        self.action_channels = ACTION_CHANNELS + int(c.drag_origin)
         self.z_in = nn.Conv2d(c.latent_channels, c.hidden, 3, padding=1)
-        self.a_in = nn.Conv2d(ACTION_CHANNELS, c.hidden, 3, padding=1)
+        self.a_in = nn.Conv2d(self.action_channels, c.hidden, 3, padding=1)
         self.a_features = nn.Sequential(
-            nn.Conv2d(ACTION_CHANNELS, c.action_features, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(self.action_channels, c.action_features, 3, padding=1), nn.SiLU(),
             nn.Conv2d(c.action_features, c.action_features, 3, padding=1), nn.SiLU(),
         )
         if c.context:  # the whole latent -> one vector added at every position (see `global_context`)
             self.context_net = nn.Sequential(
-                nn.Conv2d(c.latent_channels, 16, 3, stride=2, padding=1), nn.SiLU(),
+                nn.Conv2d(c.latent_channels + int(c.drag_origin), 16, 3, stride=2, padding=1), nn.SiLU(),
                 nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.SiLU(),
                 nn.AdaptiveAvgPool2d(CONTEXT_GRID), nn.Flatten(),
                 nn.Linear(16 * CONTEXT_GRID**2, c.context), nn.SiLU(),
@@ -228,10 +231,23 @@ class LatentCNN(nn.Module):
         self.block_norms: list[float] = []  # per-block activation RMS of the last forward (viewer)
         self.progress = 1.0  # share of training done (set by the training loop): drives scheduled sampling
 
-    def action_input(self, prev: torch.Tensor, next: torch.Tensor, grid: int = 56) -> torch.Tensor:
+    def action_input(self, prev: torch.Tensor, next: torch.Tensor, grid: int = 56,
+                     origin: torch.Tensor | None = None) -> torch.Tensor:
         """The action planes of the transition prev -> next ((B, 3) screen-pixel actions each) on a
-        latent grid of `grid` cells a side: (B, 4, grid, grid)."""
-        return pair_planes(prev, next, grid)
+        latent grid of `grid` cells a side: (B, 4, grid, grid); with `drag_origin`, (B, 5, grid, grid),
+        the last the drag origin at `next` (`origin`, (B, 2), see `encoding.drag_origins`)."""
+        planes = pair_planes(prev, next, grid)
+        if not self.config.drag_origin:
+            return planes
+        if origin is None:
+            raise ValueError("this dynamics network reads the drag origin: pass the origin of each step "
+                             "(infinipaint.models.encoding.drag_origins / next_origins)")
+        return torch.cat([planes, origin_plane(origin.to(planes.device), grid).to(planes.dtype)], dim=1)
+
+    def context_source(self, whole: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+        """What the global context reads: the whole normalised latent (B, C, H, W), with the drag
+        origin's plane of the whole-grid action planes appended under `drag_origin`."""
+        return torch.cat([whole, planes[:, -1:].to(whole.dtype)], dim=1) if self.config.drag_origin else whole
 
     def set_progress(self, progress: float) -> None:
         self.progress = float(progress)
@@ -262,16 +278,22 @@ class LatentCNN(nn.Module):
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.z_std.view(1, -1, 1, 1) + self.z_mean.view(1, -1, 1, 1)
 
-    def step(self, z: torch.Tensor, planes: torch.Tensor, whole: torch.Tensor | None = None) -> torch.Tensor:
+    def step(self, z: torch.Tensor, planes: torch.Tensor, whole: torch.Tensor | None = None,
+             whole_planes: torch.Tensor | None = None) -> torch.Tensor:
         """Next raw latent for raw (VAE-scale) latents: z + delta, or (levels) the most likely values.
-        z may be a window of the latent if `whole`, the whole raw latent, is given (the context reads it).
+        z may be a window of the latent if `whole`, the whole raw latent, is given (the context reads
+        it, and under `drag_origin` the origin plane of `whole_planes`, the whole grid's action planes).
 
         Head "levels": `keep_margin` is added to the logit of each current value before the argmax.
         The balanced loss weighs the few changed positions as much as all unchanged ones, so the
         trained argmax changes values too readily; the margin moves the decision back towards
         "unchanged"."""
         zn = self.normalize(z.float())
-        wn = None if whole is None else self.normalize(whole.float())
+        wn = None
+        if whole is not None:
+            if self.config.drag_origin and whole_planes is None:
+                raise ValueError("with `whole`, a drag-origin network needs `whole_planes` too")
+            wn = self.context_source(self.normalize(whole.float()), whole_planes)
         if self.config.head == "levels":
             from .vae import from_codes
 
@@ -283,23 +305,24 @@ class LatentCNN(nn.Module):
 
     def global_context(self, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden, action-feature) biases (B, hidden, 1, 1), (B, action_features, 1, 1) from the
-        whole normalised latent (B, C, H, W): state shown anywhere on the screen, for every position."""
+        whole normalised latent (B, C, H, W) (see `context_source`): state shown anywhere on the
+        screen, for every position."""
         g = self.context_net(whole)[:, :, None, None]
         return g[:, : self.config.hidden], g[:, self.config.hidden :]
 
     def forward(self, z: torch.Tensor, planes: torch.Tensor, whole: torch.Tensor | None = None) -> torch.Tensor:
-        """The delta of a normalised latent z (B, C, h, w) under action planes (B, 4, h, w); head
+        """The delta of a normalised latent z (B, C, h, w) under action planes (B, A, h, w); head
         "levels": (B, C * L, h, w) logits, without the keep bias (see `level_logits`).
 
-        With `context`, `whole` is the whole normalised latent (B, C, H, W) the context reads; None
-        takes z, which must then be the whole latent."""
+        With `context`, `whole` is what the context reads (`context_source`: the whole normalised
+        latent); None takes z and planes, which must then be the whole grid's."""
         return self.head(self.features(z, planes, whole))
 
     def features(self, z: torch.Tensor, planes: torch.Tensor, whole: torch.Tensor | None = None) -> torch.Tensor:
         """The last feature map (B, hidden, h, w), which the head reads; arguments as `forward`."""
         h = self.z_in(z) + self.a_in(planes)  # (B, hidden, h, w)
         if self.config.context:
-            g_h, g_a = self.global_context(z if whole is None else whole)
+            g_h, g_a = self.global_context(self.context_source(z, planes) if whole is None else whole)
             h = h + g_h
             a = F.silu(self.a_features[:-1](planes) + g_a)  # (B, action_features, h, w)
         else:
@@ -368,13 +391,19 @@ class LatentCNN(nn.Module):
 
     def windows(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], list | None, int]:
         """(latents (B, K+1, C, h, w), action planes of each of the k trained transitions
-        [(B, 4, h, w)], the crop boxes [(x0, y0)] per sample or None, k) of a batch; with
+        [(B, A, h, w)], the crop boxes [(x0, y0)] per sample or None, k) of a batch; with
         `train_crop` > 0, h = w = train_crop cells around the cursor's path over the window (the
-        changes are there), each sample cropped on its own."""
+        changes are there), each sample cropped on its own. The whole-grid planes are left in
+        `batch["planes"]` for the context (`context_input`)."""
         z, actions = batch["z"], batch["actions"]
         k = min(self.config.unroll, actions.shape[1] - 1)
         full = z.shape[-1]
-        planes = [self.action_input(actions[:, t], actions[:, t + 1], full).to(z.dtype) for t in range(k)]
+        origins = batch.get("origins")
+        if self.config.drag_origin and origins is None:
+            raise ValueError("a drag-origin network trains on batches with 'origins' (B, K+1, 2)")
+        planes = [self.action_input(actions[:, t], actions[:, t + 1], full,
+                                    None if origins is None else origins[:, t + 1]).to(z.dtype) for t in range(k)]
+        batch["planes"] = planes
         size = self.config.train_crop
         if size == 0 or size >= full:
             return z, planes, None, k
@@ -402,7 +431,7 @@ class LatentCNN(nn.Module):
         size = state.shape[-1]
         for i, (x, y) in enumerate(boxes):
             whole[i, :, y : y + size, x : x + size] = state[i].float()
-        return self.normalize(whole)
+        return self.context_source(self.normalize(whole), batch["planes"][t])
 
     def balanced_ce(self, logits: torch.Tensor, target: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Head "levels": cross-entropy per position (mean over channels), averaged over changed and
@@ -475,7 +504,8 @@ class LatentCNN(nn.Module):
         """Unrolled loss over a window of K transitions.
 
         batch["z"]: (B, K+1, C, H, W) raw VAE latents of frames t..t+K; batch["actions"]:
-        (B, K+1, 3) the steps, `actions[:, 0]` being `a_prev` of the first transition. The first
+        (B, K+1, 3) the steps, `actions[:, 0]` being `a_prev` of the first transition; with
+        `drag_origin`, batch["origins"]: (B, K+1, 2) the drag origin at each step. The first
         input gets noise; from the second transition on, the input is the model's own (noised)
         prediction, so the model learns to correct its own drift. Transition losses are averaged
         over the first `unroll` transitions of the window. With `train_crop`, the net rolls out a
@@ -488,7 +518,7 @@ class LatentCNN(nn.Module):
         total = torch.zeros((), device=z.device)
         logs: dict[str, float] = {}
         for t in range(k):
-            planes = all_planes[t].to(z.dtype)  # (B, 4, h, w)
+            planes = all_planes[t].to(z.dtype)  # (B, A, h, w)
             noisy = z + self.config.noise_std * torch.randn_like(z)
             whole = self.context_input(batch, t, self.denormalize(noisy.detach()), boxes)
             pred = noisy + self(noisy, planes, whole).float()
@@ -500,3 +530,16 @@ class LatentCNN(nn.Module):
             z = self.feed(pred, target)
         logs[f"loss_step{k}"] = float(loss_t.detach())
         return total, logs
+
+
+def initial_state(model: LatentCNN, state: dict[str, torch.Tensor], source: DynamicsConfig) -> dict[str, torch.Tensor]:
+    """Trained weights of a LatentCNN with config `source` as the start of `model` (`--init-from`):
+    a model that also reads the drag origin (`drag_origin`) takes them with zero weights on that
+    input, so it starts as the trained network and learns what the origin adds."""
+    out = dict(state)
+    if model.config.drag_origin and not source.drag_origin:
+        own = model.state_dict()
+        for key in ("a_in.weight", "a_features.0.weight", "context_net.0.weight"):
+            if key in out and out[key].shape[1] + 1 == own[key].shape[1]:
+                out[key] = torch.cat([out[key], torch.zeros_like(out[key][:, :1])], dim=1)
+    return out

@@ -4,6 +4,8 @@
     planes = encode_action(100, 120, 1)        # (56, 56, 2) float32: cursor heatmap, button plane
     pair = encode_pair(prev, step)             # (56, 56, 4): [a_prev, a_next]
     planes = pair_planes(prev, next)           # torch (B, 3) x 2 -> (B, 4, 56, 56)
+    origins = drag_origins(actions)            # (T, 3) -> (T, 2): where the drag under way began, -1: none
+    plane = origin_plane(origin)               # torch (B, 2) -> (B, 1, 56, 56)
 
 Nothing here knows the app: an action is a pointer `(x, y, down)` in screen pixels, and the grid is
 the latent's (`grid` cells a side, `SCALE` screen pixels per cell, the VAE's compression).
@@ -13,6 +15,11 @@ its centre is latent coordinate `j`. So the cursor's latent coordinate is `u = (
 (sub-pixel exact, no rounding). Channel 0 is `exp(-((j - u)^2 + (i - v)^2) / (2 sigma^2))` with
 sigma = 1 latent cell (peak 1 at the exact centre), row `i` = y, column `j` = x; channel 1 is the
 button state (0 or 1) everywhere.
+
+The drag origin. What a drag does can depend on where the button went down, which the screen may
+no longer show (a press on a button that is dragged away). That point is a property of the pointer
+stream alone: while the button is held it is the position of the step that pressed it; with the
+button up there is none (-1, -1). `origin_plane` draws it as one more heatmap (zero when none).
 """
 
 from __future__ import annotations
@@ -96,6 +103,45 @@ def pair_planes(prev: "torch.Tensor", next: "torch.Tensor", grid: int = GRID) ->
     import torch
 
     return torch.cat([action_planes(prev, grid), action_planes(next, grid)], dim=-3)
+
+
+NO_ORIGIN = -1  # the origin's coordinates while the button is up
+
+
+def drag_origins(actions: np.ndarray) -> np.ndarray:
+    """Per step of a pointer stream (T, 3) (row 0 included, whatever came before it taken as
+    button up), where the current drag began: (T, 2) int64, (-1, -1) while the button is up."""
+    a = np.asarray(actions, dtype=np.int64)
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError(f"actions must be (T, 3), got {a.shape}")
+    down = a[:, 2] == 1
+    press = down & ~np.concatenate([[False], down[:-1]])
+    last = np.maximum.accumulate(np.where(press, np.arange(len(a)), 0)) if len(a) else np.zeros(0, np.int64)
+    out = a[last, :2].copy()
+    out[~down] = NO_ORIGIN
+    return out
+
+
+def next_origins(origin: "torch.Tensor", prev: "torch.Tensor", action: "torch.Tensor") -> "torch.Tensor":
+    """Batched stream update: the drag origin (B, 2) at `action` (B, 3), from the one at `prev`."""
+    import torch
+
+    down = action[:, 2:3] == 1
+    pressed = down & (prev[:, 2:3] == 0)
+    none = torch.full_like(origin, NO_ORIGIN)
+    return torch.where(down, torch.where(pressed, action[:, :2].to(origin.dtype), origin), none)
+
+
+def origin_plane(origin: "torch.Tensor", grid: int = GRID) -> "torch.Tensor":
+    """The drag origin as a heatmap (B, 1, grid, grid) like the cursor's, all zero where there is none."""
+    import torch
+
+    if origin.dim() != 2 or origin.shape[-1] != 2:
+        raise ValueError(f"origins must be (B, 2), got {tuple(origin.shape)}")
+    valid = (origin[:, 0] >= 0).to(torch.float32)
+    xy = origin.clamp(min=0)
+    planes = action_planes(torch.cat([xy, valid[:, None].to(xy.dtype)], dim=1), grid)  # heat, "button" = valid
+    return planes[:, :1] * valid[:, None, None, None]
 
 
 def heatmap_center(plane: np.ndarray) -> tuple[float, float]:

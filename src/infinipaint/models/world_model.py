@@ -13,7 +13,8 @@ training data recorded before every episode's first step. Device-agnostic:
 `WorldModel.load(dir, device="cuda")`. Nothing here knows which app the frames come from.
 
 One step reads as a straight line: the dynamics network predicts the next latent from the latent
-and the two actions, on a window of `window` cells centred between the two cursors (the size it was
+and the two actions (and, for a network that reads it, where the drag under way began: `origin`,
+tracked from the actions), on a window of `window` cells centred between the two cursors (the size it was
 trained on, `train_crop`; 0: the whole latent), its global context reading the whole latent; cells
 outside the window keep their values.
 
@@ -37,7 +38,7 @@ from infinipaint.precision import resolve_bf16
 from . import vae as vae_files
 from .checkpoint import load_state_strict, load_weights, read_info
 from .dynamics import DynamicsConfig, LatentCNN
-from .encoding import check_action
+from .encoding import NO_ORIGIN, check_action, next_origins
 from .vae import VAE
 
 DYNAMICS = "dynamics"
@@ -98,6 +99,7 @@ class WorldModel:
         self.decode_radius = self.vae.decode_radius()  # None: always decode whole frames
         self.last_delta: torch.Tensor | None = None
         self.prev_action: tuple[int, int, int] = self.reset_action
+        self.origin = torch.tensor([[NO_ORIGIN, NO_ORIGIN]])  # where the drag under way began (models.encoding)
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool | None = None,
@@ -146,14 +148,19 @@ class WorldModel:
             return self._frames_out(z)
 
     @torch.no_grad()
-    def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def advance(self, z: torch.Tensor, prev: torch.Tensor, action: torch.Tensor,
+                origin: torch.Tensor | None = None) -> torch.Tensor:
         """One latent step for a batch: z (B, C, H, W), prev/action (B, 3) -> next z (float32).
+        `origin` (B, 2): where the drag under way at `action` began (`encoding.next_origins`), for
+        a network that reads it (`drag_origin`); others ignore it.
 
         With a window, the network runs on the `window` x `window` cells centred between each
         sample's two cursors (its context reads the whole latent); the other cells are kept."""
         prev, action = prev.to(self.device), action.to(self.device)
+        if origin is not None:
+            origin = origin.to(self.device)
         n, w = z.shape[-1], self.window
-        planes = self.dynamics.action_input(prev, action, n).contiguous(memory_format=torch.channels_last)
+        planes = self.dynamics.action_input(prev, action, n, origin).contiguous(memory_format=torch.channels_last)
         with self._autocast():
             if not 0 < w < n:
                 return self.dynamics.step(z, planes).float()
@@ -165,7 +172,7 @@ class WorldModel:
                 parts = [t[i, :, y : y + w, x : x + w] for i, (x, y) in enumerate(zip(x0, y0))]
                 return torch.stack(parts).contiguous(memory_format=torch.channels_last)
 
-            pred = self.dynamics.step(crop(z), crop(planes), whole=z)
+            pred = self.dynamics.step(crop(z), crop(planes), whole=z, whole_planes=planes)
             out = z.float().clone()
             for i, (x, y) in enumerate(zip(x0, y0)):
                 out[i, :, y : y + w, x : x + w] = pred[i].float()
@@ -177,6 +184,8 @@ class WorldModel:
         self.latent = self.encode(frame[None])
         self.last_delta = torch.zeros_like(self.latent)
         self.prev_action = self.reset_action
+        self.origin = next_origins(torch.tensor([[NO_ORIGIN, NO_ORIGIN]]), torch.tensor([[0, 0, 0]]),
+                                   torch.tensor([self.reset_action]))
         self.frame = self.decode(self.latent)[0]
         return self.frame.copy()
 
@@ -185,8 +194,9 @@ class WorldModel:
         if self.latent is None:
             raise RuntimeError("call reset(frame) before step()")
         action = check_action(action, SCREEN)
-        prev = torch.tensor([self.prev_action])
-        nxt = self.advance(self.latent, prev, torch.tensor([action]))
+        prev, act = torch.tensor([self.prev_action]), torch.tensor([action])
+        self.origin = next_origins(self.origin, prev, act)
+        nxt = self.advance(self.latent, prev, act, self.origin)
         self.last_delta = nxt - self.latent
         self.frame = self._redraw(self.latent, nxt)
         self.latent = nxt
@@ -224,9 +234,11 @@ class WorldModel:
         if a.shape[0] != len(first_frames):
             raise ValueError(f"{len(first_frames)} first frames but actions for {a.shape[0]} episodes")
         prev = torch.tensor([self.reset_action] * len(first_frames))
+        origin = next_origins(torch.full((len(prev), 2), NO_ORIGIN), torch.zeros_like(prev), prev)
         out = np.empty((a.shape[0], a.shape[1], SCREEN, SCREEN, 3), dtype=np.uint8)
         for t in range(a.shape[1]):
-            z = self.advance(z, prev, a[:, t])
+            origin = next_origins(origin, prev, a[:, t])
+            z = self.advance(z, prev, a[:, t], origin)
             out[:, t] = self.decode(z)
             prev = a[:, t]
         return out

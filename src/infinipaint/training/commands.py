@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=train_vae)
     p = comp.add_parser("dynamics", help="train the LatentCNN on latents of a frozen VAE")
     _common(p)
-    p.add_argument("--vae", required=True, help="trained VAE directory (vae.json + vae.safetensors)")
+    p.add_argument("--vae", required=True, help="trained VAE: a directory with vae.json + vae.safetensors (weights/cpu, runs/NAME/model) "
+                        "or a VAE run folder (runs/NAME)")
     p.add_argument("--max-episodes", type=int, default=0,
                    help="encode only the first N train episodes into the latent cache (0: all)")
     p.add_argument("--mix", action="append", metavar="DIR=SHARE",
@@ -86,7 +87,8 @@ def _from_dict(model_cls: type, d: dict, source) -> object:
 def _init_from(model, directory: str | None, name: str) -> None:
     """Copy trained weights into a fresh model (CheckpointError on any mismatch). A VAE may also
     start one of another latent or output kind (`--model-set latent=fsq`, `output=palette`): see
-    `vae.initial_state`."""
+    `vae.initial_state`; a dynamics network one that also reads the drag origin
+    (`--model-set drag_origin=true`): see `dynamics.initial_state`."""
     if directory:
         from infinipaint.models.checkpoint import load_state_strict, load_weights, read_info
 
@@ -95,6 +97,10 @@ def _init_from(model, directory: str | None, name: str) -> None:
             from infinipaint.models.vae import VAEConfig, initial_state
 
             state = initial_state(model, state, VAEConfig.from_dict(read_info(directory, name)["config"]))
+        else:
+            from infinipaint.models.dynamics import DynamicsConfig, initial_state
+
+            state = initial_state(model, state, _from_dict(DynamicsConfig, read_info(directory, name)["config"], directory))
         load_state_strict(model, state, source=str(Path(directory) / f"{name}.safetensors"))
 
 
@@ -166,11 +172,12 @@ def train_dynamics(args: argparse.Namespace) -> int:
     from infinipaint.data.latents import LatentTransitionDataset, MixedWindows, build_latent_cache
     from infinipaint.data.storage import DatasetReader
     from infinipaint.models import vae as vae_files
-    from infinipaint.models.checkpoint import read_info
+    from infinipaint.models.checkpoint import model_folder, read_info
     from infinipaint.models.dynamics import DYNAMICS_PRESETS, DynamicsConfig, LatentCNN
 
     from .loop import runtime, train
 
+    args.vae = str(model_folder(args.vae, vae_files.NAME))  # a VAE run's folder stands for its model/
     model_cfg, cfg = _configs(args, "dynamics", DYNAMICS_PRESETS, DynamicsConfig)
     vae_info = read_info(args.vae, vae_files.NAME)
     if vae_info["config"]["latent_channels"] != model_cfg.latent_channels:

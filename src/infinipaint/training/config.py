@@ -60,6 +60,30 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# The command-line help of each field (`add_overrides`), with its unit.
+TRAIN_HELP = {
+    "steps": "optimizer steps of the whole run (the learning-rate schedule ends there)",
+    "batch_size": "samples per step per process",
+    "lr": "peak learning rate (AdamW)",
+    "min_lr_ratio": "the cosine decay ends at lr x this",
+    "warmup": "linear warm-up, in steps",
+    "weight_decay": "AdamW decoupled weight decay",
+    "grad_clip": "clip the global gradient norm to this (0: no clipping)",
+    "precision": "auto (bf16 where the device does it natively), bf16 or fp32",
+    "device": "auto, cpu, cuda, cuda:1, ...",
+    "channels_last": "NHWC memory format (true/false)",
+    "num_workers": "DataLoader worker processes (0: load in the training process)",
+    "seed": "seeds the data order and every random draw",
+    "log_every": "steps between lines of metrics.jsonl and TensorBoard",
+    "val_every": "steps between validations (0: only at the end); a run always validates when it stops",
+    "val_batches": "batches per validation",
+    "ckpt_every": "steps between checkpoints (ckpt/state.pt and model/)",
+    "time_limit": "stop after this many MINUTES of this process (with a checkpoint and a validation; "
+                  "continue with --resume); 0: no limit",
+    "extra": "component settings as JSON (train dynamics: {\"mix\": {...}}, set by --mix)",
+}
+
+
 TRAIN_PRESETS: dict[str, dict[str, TrainConfig]] = {
     "vae": {
         "tiny": TrainConfig(steps=20, batch_size=4, lr=2e-3, warmup=2, log_every=5, val_every=10,
@@ -117,7 +141,8 @@ def add_overrides(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in fields(cls):
         if f.init:
             metavar = getattr(hints[f.name], "__name__", "JSON").upper()
-            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=metavar)
+            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=metavar,
+                               help=(TRAIN_HELP.get(f.name, "") if cls is TrainConfig else ""))
 
 
 def apply_overrides(config: Any, args: argparse.Namespace) -> Any:

@@ -153,22 +153,45 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 # ----------------------------------------------------------------------------- checkpointing
+STATE_TRAILER = b"infinipaint-state-sha256:"  # then the 32-byte digest of everything before it
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Write the training state atomically: temp file, fsync, rename over the old one."""
+    """Write the training state atomically (temp file, fsync, rename over the old one), with a
+    sha256 of its bytes appended so that a damaged or modified file is refused on resume."""
+    import hashlib
+    import io
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        torch.save(state, f)
+        f.write(data + STATE_TRAILER + hashlib.sha256(data).digest())
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """The training state at `path`, its checksum verified (states written before it had one load
+    without); CheckpointError for anything unusable."""
+    import hashlib
+    import io
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no training state to resume from") from None
+    cut = len(data) - 32 - len(STATE_TRAILER)
+    if cut >= 0 and data[cut : cut + len(STATE_TRAILER)] == STATE_TRAILER:
+        if hashlib.sha256(data[:cut]).digest() != data[-32:]:
+            raise CheckpointError(f"{path}: checksum mismatch, the training state was damaged or modified "
+                                  "after it was saved; it cannot be resumed")
+        data = data[:cut]
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle garbage, foreign file
         raise CheckpointError(f"{path}: not a readable training state ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
@@ -215,6 +238,57 @@ class MetricsLog:
         if self.enabled:
             self.file.close()
             self.writer.close()
+
+
+def _clock(seconds: float) -> str:
+    """Seconds as tqdm prints elapsed time: mm:ss, or h:mm:ss from an hour."""
+    m, sec = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{sec:02d}" if m >= 60 else f"{m:02d}:{sec:02d}"
+
+
+def plot_curves(out: Path) -> Path | None:
+    """`out/curves.png`: the training loss (and a running mean) and every validation metric over
+    the steps of `out/metrics.jsonl`; None when matplotlib is missing or nothing was logged yet."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = []
+    try:
+        with open(out / "metrics.jsonl") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return None
+    train_rows = [r for r in rows if r.get("split") == "train" and "loss" in r]
+    val_rows = [r for r in rows if r.get("split") == "val"]
+    if not train_rows and not val_rows:
+        return None
+    keys = [k for k in val_rows[-1] if k not in ("step", "split")] if val_rows else []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if train_rows:
+        steps, loss = np.array([r["step"] for r in train_rows]), np.array([r["loss"] for r in train_rows])
+        axes[0].plot(steps, loss, color="0.75", lw=0.8, label="train loss")
+        k = max(1, len(loss) // 30)
+        axes[0].plot(steps[k - 1 :], np.convolve(loss, np.ones(k) / k, mode="valid"), color="C0",
+                     label="train loss, running mean")
+    if val_rows and "loss" in val_rows[-1]:
+        axes[0].plot([r["step"] for r in val_rows], [r.get("loss") for r in val_rows], "o-", color="C3", label="val loss")
+    axes[0].set_xlabel("step"), axes[0].set_title("loss"), axes[0].legend(fontsize=8)
+    for i, key in enumerate(k for k in keys if k != "loss"):
+        axes[1].plot([r["step"] for r in val_rows], [r.get(key) for r in val_rows], "o-", label=key, color=f"C{i % 10}")
+    axes[1].set_xlabel("step"), axes[1].set_title("validation"), axes[1].set_yscale("log")
+    if len(keys) > 1:
+        axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "curves.png"
+    tmp = out / "curves.png.tmp"
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
 
 
 # ---------------------------------------------------------------------------------- the loop
@@ -302,13 +376,19 @@ def train(
                     sums[k] += v / cfg.val_batches
         model.train()
         log.write(step, "val", dict(sums))
+        if rt.is_main:
+            plot_curves(out)  # watch it grow: curves.png beside TensorBoard
         return dict(sums)
 
     model.train()
     t_begin = t_start = time.perf_counter()
     t_log, n_log = time.perf_counter(), 0
     sums: dict[str, float] = defaultdict(float)
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {name}", disable=not rt.is_main, dynamic_ncols=True)
+    # With a time limit the bar runs over this process's minutes (where the run will stop), else over the steps.
+    timed = cfg.time_limit > 0
+    bar = tqdm(total=round(cfg.time_limit * 60) if timed else cfg.steps, initial=0 if timed else start,
+               desc=f"train {name}", disable=not rt.is_main, dynamic_ncols=True, unit="s" if timed else "it",
+               bar_format="{l_bar}{bar}| {elapsed}/" + _clock(cfg.time_limit * 60) + " {postfix}" if timed else None)
     done = start
     val_logs: dict[str, float] = {}
     try:
@@ -340,15 +420,18 @@ def train(
                 rate = n_log * cfg.batch_size * rt.world_size / (now - t_log)
                 values = {k: v / n_log for k, v in sums.items()}
                 log.write(done, "train", {**values, "lr": lr_at(step, cfg), "samples_per_s": rate})
-                bar.set_postfix(loss=f"{values['loss']:.4f}", sps=f"{rate:.1f}")
+                bar.set_postfix(loss=f"{values['loss']:.4f}", sps=f"{rate:.1f}",
+                                **({"step": f"{done}/{cfg.steps}"} if timed else {}))
                 sums.clear()
                 t_log, n_log = now, 0
-            bar.update(1)
+            bar.update(min(round(now - t_begin), bar.total) - bar.n if timed else 1)
             if done == cfg.steps:
                 break
             if cfg.val_every and done % cfg.val_every == 0:
                 val_logs = validate(done)
             out_of_time = cfg.time_limit > 0 and now - t_begin > cfg.time_limit * 60
+            if out_of_time and not (cfg.val_every and done % cfg.val_every == 0):
+                val_logs = validate(done)  # a stopped run says where it stands
             if done % cfg.ckpt_every == 0 or out_of_time:
                 checkpoint(done)
             if out_of_time:
@@ -360,4 +443,6 @@ def train(
     finally:
         bar.close()
         log.close()
+        if rt.is_main:
+            plot_curves(out)
     return {"step": done, "elapsed": elapsed, "val": val_logs, "out": str(out)}

@@ -91,7 +91,7 @@ def demo(args: argparse.Namespace) -> int:
         pred = np.stack(pred)
         diff = np.abs(truth.astype(np.int16) - pred.astype(np.int16)).astype(np.uint8)
         strip = np.concatenate([truth, pred, 255 - diff], axis=2)  # truth | model | difference
-        path = write_gif(out / "session.gif", strip, scale=2)
+        path = write_gif(out / "session.gif", strip, scale=2, labels=("truth", "model", "difference"))
         m = frame_metrics(truth[1:], pred[1:])
         summary.update({"model": str(model_dir), "ssim_last": float(m["ssim"][-1]),
                         "ssim_mean": float(np.mean(m["ssim"])), "psnr_mean": float(np.mean(m["psnr"]))})
@@ -140,7 +140,7 @@ def dream(args: argparse.Namespace) -> int:
     finally:
         viewer.close()
     s = viewer.summary()
-    print(f"{s['steps']} steps from {s['samples']} samples ({s['dropped']} dropped) in {s['wall_s']:.1f} s: "
+    print(f"{s['steps']} steps from {s['samples']} samples ({s['dropped']} dropped, {s['missed']} missed) in {s['wall_s']:.1f} s: "
           f"UI {s['ui_fps']:.1f} fps, step latency median {s['step_ms_median']:.1f} ms, "
           f"p90 {s['step_ms_p90']:.1f} ms" + (f"; saved to {save_dir}" if args.headless else ""))
     return 0

@@ -39,7 +39,9 @@ When the model falls behind. Each sample's steps are queued whole or not at all;
 `--queue` steps (64). The status line shows the backlog ("behind: N steps, ~T ms") whenever the
 model has not caught up. Mouse samples that would overflow the queue are dropped, counted on
 screen, and left out of actions.json (so the saved file still replays to exactly what was shown);
-replayed samples are never dropped: the replay waits for room. A pointer outside the model's frame
+replayed samples are never dropped: the replay waits for room. When the window loop itself stalls
+for whole 80-ms intervals (a busy machine), no sample can be taken in them: they are counted as
+missed, on screen and in actions.json (`missed_samples`). A pointer outside the model's frame
 with the button up is not sampled (shown as "pointer outside"); a drag that leaves the frame keeps
 painting along its edge. The window can be resized: the picture is scaled to fit, the pointer
 mapped back through the same transform.
@@ -150,6 +152,7 @@ class Dream:
         self._expected: deque[Sample] = deque()  # steps submitted, not yet delivered
         self.frames: list[bytes] = []  # model frames (zlib), frame 0 is the reset frame
         self.dropped = 0
+        self._missed_at_reset = self.window.missed  # samples the stalled window loop could not take, from here
         self.held = False  # a replay sample is waiting for room in the queue
         self.shown: Result | None = None
         self.truth = first
@@ -264,11 +267,12 @@ class Dream:
             model = self.frame(i)
             gif.append(np.concatenate([model, truths[i], difference(model, truths[i])], axis=1)
                        if self.show["truth"] else model)
-        write_gif(d / "session.gif", gif)
+        write_gif(d / "session.gif", gif, labels=("model", "Minipaint", "difference") if self.show["truth"] else None)
         bf16 = bool(getattr(self.model, "bf16", True))
         replay = (f"infinipaint rollout --model {self.model_dir or 'DIR'} --actions {d / 'actions.json'} "
                   f"--threads {self.worker.threads}" + ("" if bf16 else " --fp32"))
         doc = {"actions": [list(s) for s in self.samples], "steps": len(self.steps), "sample_ms": self.window.sample_ms,
+               "dropped_samples": self.dropped, "missed_samples": self.missed,
                "note": "raw pointer samples of an `infinipaint dream` session, fed to ActionStream as they are",
                "replay": replay, "threads": self.worker.threads, "bf16": bf16}
         tmp = d / "actions.json.tmp"
@@ -280,10 +284,15 @@ class Dream:
         self.message = f"saved {len(self.samples)} samples, {len(self.steps)} steps to {d}"
         return d
 
+    @property
+    def missed(self) -> int:
+        """Sample intervals of this session in which the stalled window loop could take no sample."""
+        return self.window.missed - self._missed_at_reset
+
     def summary(self) -> dict[str, float]:
         lat = np.asarray(self.latencies or [np.nan])
         wall = (self._ended or time.perf_counter()) - self._started
-        return {"steps": len(self.steps), "samples": len(self.samples), "dropped": self.dropped,
+        return {"steps": len(self.steps), "samples": len(self.samples), "dropped": self.dropped, "missed": self.missed,
                 "ticks": self.window.ticks, "ui_fps": self.window.ticks / wall if wall else 0.0,
                 "step_ms_median": float(np.median(lat)), "step_ms_p90": float(np.percentile(lat, 90)),
                 "step_ms_mean": float(np.mean(lat)), "wall_s": wall}
@@ -385,6 +394,8 @@ class Dream:
         notes: list[tuple[str, tuple[int, int, int]]] = []
         if self.dropped:
             notes.append((f"dropped {self.dropped} samples (queue full)", BAD))
+        if self.missed:
+            notes.append((f"missed {self.missed} samples (the window stalled)", BAD))
         if self.paused:
             notes.append(("PAUSED", WARN))
         if self.replay:

@@ -13,7 +13,8 @@ pointer positions are mapped from it to Minipaint pixels.
 
 Sampling. The loop runs at `fps` (60) for a smooth display; the pointer is sampled once every
 `sample_ms` (80 ms, the rate the model was trained on), on a fixed schedule (a late frame does
-not cause a burst of samples). A click shorter than one interval still gives one `down` sample.
+not cause a burst of samples). The pointer can only be read when the loop runs: when a frame is
+so late that whole intervals pass, their samples are lost, and `missed` counts them. A click shorter than one interval still gives one `down` sample.
 No sample is taken while the pointer is outside the frame (outside the window, over the panels)
 with the button up: hovering elsewhere is not a move. A press counts only inside the frame; a
 drag that leaves the frame keeps painting along its edge (clamped). `outside` says which case
@@ -59,6 +60,7 @@ class PointerWindow:
         self.outside = False  # the last sample tick found the pointer outside the frame
         self.sampled = False  # this tick was a sample tick (even if it returned None)
         self.ticks = 0
+        self.missed = 0  # sample intervals that passed while the loop was stalled (no sample could be taken)
         self._keys: list[str] = []
         self._down = False
         self._clicked = False  # a press since the last sample (so a short click is not lost)
@@ -83,7 +85,10 @@ class PointerWindow:
                 return None
             self.sampled = True
             step = self.sample_ms / 1000
-            self._next_sample = self._next_sample + step if now - self._next_sample < step else now + step
+            late = now - self._next_sample
+            if late >= step:
+                self.missed += int(late // step)
+            self._next_sample = self._next_sample + step if late < step else now + step
         return self.sample()
 
     def _handle(self, event: pygame.event.Event) -> None:
