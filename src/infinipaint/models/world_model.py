@@ -38,7 +38,7 @@ from infinipaint.precision import resolve_bf16
 from . import vae as vae_files
 from .checkpoint import load_state_strict, load_weights, read_info
 from .dynamics import DynamicsConfig, LatentCNN
-from .encoding import NO_ORIGIN, check_action, next_origins
+from .encoding import check_action, drag_origins, next_origins
 from .vae import VAE
 
 DYNAMICS = "dynamics"
@@ -99,7 +99,9 @@ class WorldModel:
         self.decode_radius = self.vae.decode_radius()  # None: always decode whole frames
         self.last_delta: torch.Tensor | None = None
         self.prev_action: tuple[int, int, int] = self.reset_action
-        self.origin = torch.tensor([[NO_ORIGIN, NO_ORIGIN]])  # where the drag under way began (models.encoding)
+        # where the drag under way began (models.encoding); at the first step, that of the reset action
+        self.reset_origin = torch.from_numpy(drag_origins(np.asarray([self.reset_action])))  # (1, 2)
+        self.origin = self.reset_origin
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu", bf16: bool | None = None,
@@ -184,8 +186,7 @@ class WorldModel:
         self.latent = self.encode(frame[None])
         self.last_delta = torch.zeros_like(self.latent)
         self.prev_action = self.reset_action
-        self.origin = next_origins(torch.tensor([[NO_ORIGIN, NO_ORIGIN]]), torch.tensor([[0, 0, 0]]),
-                                   torch.tensor([self.reset_action]))
+        self.origin = self.reset_origin
         self.frame = self.decode(self.latent)[0]
         return self.frame.copy()
 
@@ -234,7 +235,7 @@ class WorldModel:
         if a.shape[0] != len(first_frames):
             raise ValueError(f"{len(first_frames)} first frames but actions for {a.shape[0]} episodes")
         prev = torch.tensor([self.reset_action] * len(first_frames))
-        origin = next_origins(torch.full((len(prev), 2), NO_ORIGIN), torch.zeros_like(prev), prev)
+        origin = self.reset_origin.expand(len(prev), 2)
         out = np.empty((a.shape[0], a.shape[1], SCREEN, SCREEN, 3), dtype=np.uint8)
         for t in range(a.shape[1]):
             origin = next_origins(origin, prev, a[:, t])
