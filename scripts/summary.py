@@ -19,7 +19,9 @@ def main() -> None:
     print(f"first step below SSIM 0.95: {m['onset_095_mean']:.0f} ± {m['onset_095_std']:.0f} ({m['onset_095_never']} never)")
     v = m["visible_error_onset"]
     print(f"first visible error: {v['mean']:.1f} ± {v['std']:.1f} ({v['never']} never)")
-    print("exact pixels early / mid / late: " + " / ".join(f"{100 * m['phases'][p]['exact_share']:.2f} %" for p in ("early", "mid", "late")))
+    share = lambda p: m["phases"][p]["exact_share"]  # noqa: E731  (None: no step in that phase)
+    print("exact pixels early / mid / late: " + " / ".join("-" if share(p) is None else f"{100 * share(p):.2f} %"
+                                                           for p in ("early", "mid", "late")))
     late = {k: m["responses"][k]["late"] for k in ("pen", "eraser", "tool", "color", "slider")}
     print("late responses: " + ", ".join(f"{k} {100 * r['value']:.0f} % (n={r['n']})" if r["value"] is not None else f"{k} - (n=0)"
                                          for k, r in late.items()))

@@ -27,10 +27,11 @@ def small_dataset(tmp_path_factory):
     return out
 
 
-def run_cli(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `infinipaint ARGS` in a fresh process, as a user would."""
+def run_cli(*args: str, check: bool = True, timeout: float = 300, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess:
+    """Run `infinipaint ARGS` in a fresh process, as a user would (`env`: variables added to ours)."""
     proc = subprocess.run([sys.executable, "-m", "infinipaint.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"infinipaint {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc

@@ -10,6 +10,7 @@
     infinipaint dream [--model DIR]
     infinipaint bench [minipaint] [--model DIR]
     infinipaint demo --out DIR
+    infinipaint recipe tiny|cpu --out runs/NAME
 
 Each stage registers its own subcommands (`register(subparsers)` in its `commands` module) and
 imports heavy dependencies (torch) only when its command runs, so `--help` stays instant.
@@ -29,6 +30,7 @@ COMMAND_MODULES = (
     "infinipaint.training.commands",
     "infinipaint.evaluation.commands",
     "infinipaint.viewer.commands",
+    "infinipaint.recipes",
 )
 
 

@@ -6,16 +6,20 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from infinipaint.actions import ActionStream
 from infinipaint.cli import main
 from infinipaint.data.agents import EpisodeConfig
 from infinipaint.data.generate import generate
+from infinipaint.data.storage import DatasetReader
 from infinipaint.evaluation.scoring import Tracker
 from infinipaint.minipaint import LAYOUT, Minipaint, MinipaintState
+from infinipaint.models.encoding import drag_origins
+from infinipaint.models.world_model import WorldModel
 
-from .conftest import make_model
+from .conftest import assert_comparison_report, assert_scores_match_frames, make_model
 
 ISSUE_KEYS = {"steps", "ssim_mean", "ssim_std", "psnr_mean", "psnr_std", "ceiling_ssim", "ceiling_psnr",
               "onset_095_mean", "onset_095_std", "phases", "regions", "responses", "eraser_l1",
@@ -38,15 +42,36 @@ def check_schema(m: dict, n_steps: int) -> None:
     assert all(0 <= v <= 1 for v in m["ssim_mean"] + m["exact_share"])
 
 
+def replay(model_dir, data, keys: list[str], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, pred) uint8 (E, T, 224, 224, 3) of the first `steps` steps of recorded episodes, the
+    prediction a rolling latent in fp32: the first frame encoded once, then `advance` (with each
+    step's drag origin) and a whole decode per step."""
+    wm = WorldModel.load(model_dir, bf16=False)
+    reader = DatasetReader(data)
+    truth = np.stack([reader.frames(k)[1 : steps + 1] for k in keys])
+    actions = np.stack([reader.arrays(k)["actions"][: steps + 1].astype(np.int64) for k in keys])
+    origins = torch.from_numpy(np.stack([drag_origins(a) for a in actions]))
+    actions = torch.from_numpy(actions)
+    z = wm.encode(np.stack([reader.frame(k, 0) for k in keys]))
+    pred = []
+    for t in range(1, steps + 1):
+        z = wm.advance(z, actions[:, t - 1], actions[:, t], origins[:, t])
+        pred.append(wm.decode(z))
+    return truth, np.stack(pred, axis=1)
+
+
+@pytest.mark.slow
 def test_evaluate_end_to_end(tiny_model, eval_dataset, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["evaluate", "--model", str(tiny_model), "--data", str(eval_dataset), "--out", str(out),
-               "--max-steps", "6", "--strip-steps", "1", "3", "--quiet"])
+               "--max-steps", "6", "--strip-steps", "1", "3", "--fp32", "--quiet"])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     check_schema(m, 6)
     assert m["data"]["episodes"] == ["3:5", "3:6"] and m["complete"] is True
     assert m["episodes_per_step"] == [2] * 6
+    # The curves are the scores of the frames: the episodes replayed here, scored with infinipaint.metrics.
+    assert_scores_match_frames(m, *replay(tiny_model, eval_dataset, ["3:5", "3:6"], 6))
     for f in ("curves.png", "exact.png", "regions.png", "strips.png", "rollout.gif", "report.md"):
         assert (out / f).stat().st_size > 0, f
     report = (out / "report.md").read_text()
@@ -56,9 +81,11 @@ def test_evaluate_end_to_end(tiny_model, eval_dataset, tmp_path, capsys):
     rc = main(["evaluate", "--model", str(tiny_model), "--data", str(eval_dataset), "--out", str(both),
                "--max-steps", "2", "--compare", str(out), "--ceiling-every", "0", "--quiet"])
     assert rc == 0
-    assert (both / "tiny" / "metrics.json").exists() and (both / "compare.png").stat().st_size > 0
-    # The saved results of a model of the same name are told apart by where they were read from.
-    assert f"| what | write-up | our target | tiny | tiny ({tmp_path.name}/eval) |" in (both / "compare.md").read_text()
+    assert (both / "compare.png").stat().st_size > 0
+    # Each column says what its run's metrics.json says; the saved results of a model of the same
+    # name are told apart by where they were read from.
+    assert_comparison_report(both / "compare.md", [("tiny", json.loads((both / "tiny" / "metrics.json").read_text())),
+                                                   (f"tiny ({tmp_path.name}/eval)", m)])
     # A dataset of its own seed is held out as a whole: --split all replays its first episodes.
     every = tmp_path / "all"
     rc = main(["evaluate", "--model", str(tiny_model), "--data", str(eval_dataset), "--out", str(every),
@@ -121,6 +148,7 @@ def events() -> list[list[int]]:
             [CX, CY + 20, 1], [CX, CY + 20, 0]]
 
 
+@pytest.mark.slow
 def test_rollout_end_to_end(tiny_model, tmp_path, capsys):
     actions = tmp_path / "session.json"
     actions.write_text(json.dumps({"actions": events()}))
@@ -139,6 +167,7 @@ def test_rollout_end_to_end(tiny_model, tmp_path, capsys):
     app.reset()
     expected = np.stack([app.step(s) for s in steps])
     assert np.array_equal(frames["truth"], expected)  # row i is the frame after steps[i]
+    assert_scores_match_frames(m, frames["truth"][None], frames["pred"][None])  # the numbers are those of the frames
     assert "written to" in capsys.readouterr().out
 
 
@@ -154,8 +183,9 @@ def test_rollout_raw_from_start_png(tiny_model, tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["rollout", "--model", str(tiny_model), "--actions", str(tmp_path / "raw.json"), "--out", str(out),
                  "--raw", "--start", str(png), "--save-frames", "--quiet"]) == 0
-    truth = np.load(out / "frames.npz")["truth"]
-    assert np.array_equal(truth, np.stack([app.step(tuple(a)) for a in raw]))  # Minipaint went on from the PNG
+    frames = np.load(out / "frames.npz")
+    assert np.array_equal(frames["truth"], np.stack([app.step(tuple(a)) for a in raw]))  # Minipaint went on from the PNG
+    assert_scores_match_frames(json.loads((out / "metrics.json").read_text()), frames["truth"][None], frames["pred"][None])
     # A picture that is not a Minipaint screen, and one of the wrong size, are refused.
     noise = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
     Image.fromarray(noise).save(tmp_path / "noise.png")
@@ -189,6 +219,7 @@ def test_rollout_missing_model(tmp_path, capsys):
     assert "no such model directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_json(tiny_model, tmp_path, capsys, monkeypatch):
     from infinipaint.evaluation import bench
 

@@ -82,6 +82,7 @@ class OracleModel:
         return out
 
 
+@pytest.mark.slow
 def test_evaluate_scores_on_the_dataset_layout(column_dataset, tmp_path, monkeypatch):
     assert dataset_episodes(column_dataset, 3, "all").layout == "column"
     monkeypatch.setattr(evaluate_module, "load_model", lambda *args, **kwargs: OracleModel("column"))
@@ -98,6 +99,7 @@ def test_evaluate_scores_on_the_dataset_layout(column_dataset, tmp_path, monkeyp
     assert "layout column" in (tmp_path / "eval" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_cli_on_column_dataset(tiny_model, eval_dataset, column_dataset, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(tiny_model), "--data", str(column_dataset), "--out", str(out),
@@ -121,6 +123,7 @@ def column_events() -> list[list[int]]:
             [CX, CY + 20, 1], [CX, CY + 20, 0]]
 
 
+@pytest.mark.slow
 def test_rollout_layout_column(tiny_model, tmp_path, capsys):
     actions = tmp_path / "session.json"
     actions.write_text(json.dumps({"actions": column_events()}))

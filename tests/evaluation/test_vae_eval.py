@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from PIL import Image
 
@@ -11,6 +12,7 @@ from infinipaint.models.vae import VAE, VAE_PRESETS
 from ..conftest import run_cli
 
 
+@pytest.mark.slow
 def test_eval_vae_writes_metrics_and_grid(small_dataset, tmp_path):
     torch.manual_seed(0)
     vae_files.save(VAE(VAE_PRESETS["tiny"]), tmp_path / "vae")
@@ -29,6 +31,7 @@ def test_eval_vae_writes_metrics_and_grid(small_dataset, tmp_path):
     assert Image.open(out / "grid.png").size == (3 * 224, 8 * 224)
 
 
+@pytest.mark.slow
 def test_eval_vae_refuses_bad_inputs(small_dataset, tmp_path):
     proc = run_cli("eval", "vae", "--model", tmp_path / "nothing", "--data", small_dataset, check=False)
     assert proc.returncode == 2 and "vae.json" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
 import hashlib
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -228,9 +229,21 @@ def test_random_streams(stream):
     assert canvas_colors(fa) <= PALETTE
 
 
+def check_registered_env(env_id: str, **kwargs):
+    """gymnasium's check_env on the env `gym.make(env_id)` builds, as a user gets it: its spec is
+    there, so the checker also makes the env anew in every declared render mode and renders it (a
+    warning, such as "not able to test alternative render modes", fails). Returns the env."""
+    env = gym.make(env_id, **kwargs)
+    assert env.unwrapped.spec is not None and env.unwrapped.spec.id == env_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+    return env
+
+
 def test_gymnasium_env():
-    env = gym.make("Minipaint-v0", render_mode="rgb_array")
-    check_env(env.unwrapped)
+    env = check_registered_env("Minipaint-v0", render_mode="rgb_array")
+    assert env.metadata["render_modes"] == ["rgb_array", "human"]
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(np.array([100, 120, 1]))
     assert obs.shape == (224, 224, 3) and reward == 0.0 and not terminated and not truncated
@@ -382,8 +395,7 @@ def test_column_brush_size_sets_the_dot():
 
 
 def test_gymnasium_env_on_the_column_layout():
-    env = gym.make("Minipaint-v0", layout="column")
-    check_env(env.unwrapped)
+    env = check_registered_env("Minipaint-v0", layout="column")
     obs, _ = env.reset(seed=0)
     assert np.array_equal(obs, Minipaint("column").reset())
     assert env.unwrapped.app.layout is COLUMN

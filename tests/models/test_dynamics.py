@@ -47,17 +47,7 @@ def test_balanced_loss_weighs_sparse_changes_equally():
     assert loss.item() == pytest.approx(0.2)
 
 
-def test_unrolled_loss_feeds_predictions_back():
-    torch.manual_seed(0)
-    cfg = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, unroll=3, noise_std=0.0)
-    net = LatentCNN(cfg)
-    batch = {"z": torch.randn(2, 4, 16, 56, 56), "actions": torch.randint(0, 2, (2, 4, 3))}
-    loss, logs = net.loss(batch)
-    assert torch.isfinite(loss) and "loss_step3" in logs
-    loss.backward()
-    assert net.head.weight.grad is not None and net.head.weight.grad.abs().sum() > 0
-
-
+@pytest.mark.slow
 def test_tiny_learns_a_sparse_transition():
     """One-step error falls on a fixed sparse change driven by the action."""
     torch.manual_seed(0)
@@ -211,3 +201,75 @@ def test_drag_origin_input_starts_from_a_trained_net_and_is_learned():
     loss, _ = new.loss(batch)
     loss.backward()  # the origin's weights learn, in the window and in the context
     assert new.a_in.weight.grad[:, 4].abs().sum() > 0 and new.context_net[0].weight.grad[:, 16].abs().sum() > 0
+
+
+def test_offset_planes_give_the_cursor_to_the_pixel_from_every_cell():
+    from infinipaint.models.encoding import OFFSET_RANGE, offset_planes
+
+    p = offset_planes(torch.tensor([[101, 13, 1]]))
+    assert p.shape == (1, 2, 56, 56)
+    # cell (i=3, j=25) has its centre at screen (101.5, 13.5): the cursor is half a pixel up-left
+    assert p[0, 0, 3, 25].item() == pytest.approx(-0.5 / OFFSET_RANGE) and p[0, 1, 3, 25].item() == pytest.approx(-0.5 / OFFSET_RANGE)
+    assert p[0, 0, 0, 24].item() == pytest.approx(3.5 / OFFSET_RANGE)  # one cell to the left: 4 px more
+    assert torch.equal(p[0, 0, :, 25], p[0, 0, 0, 25].expand(56))  # x offset the same down a column
+    assert p[0, 0, 0, 0].item() == 1.0 and p[0, 1, 55, 0].item() == -1.0  # clipped far away
+    with pytest.raises(ValueError, match=r"\(B, 3\)"):
+        offset_planes(torch.zeros(2, 2))
+
+
+def test_cursor_offsets_start_from_a_trained_net_and_are_learned():
+    from infinipaint.models.dynamics import initial_state
+
+    torch.manual_seed(0)
+    base = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
+                          train_crop=16, unroll=2, context=8, drag_origin=True)
+    old = LatentCNN(base)
+    torch.nn.init.normal_(old.head.weight, std=0.1)
+    new = LatentCNN(DynamicsConfig(**{**base.to_dict(), "cursor_offsets": True}))
+    new.load_state_dict(initial_state(new, old.state_dict(), base))
+    old.eval(), new.eval()
+    z = torch.randn(2, 16, 56, 56)
+    prev, act = torch.tensor([[100, 100, 1], [60, 60, 0]]), torch.tensor([[104, 100, 1], [60, 64, 1]])
+    origin = torch.tensor([[10, 12], [60, 64]])
+    planes = new.action_input(prev, act, origin=origin)
+    assert planes.shape == (2, 9, 56, 56)
+    with torch.no_grad():  # zero weights on the new input: the trained net's outputs, its context reading the origin
+        assert torch.equal(old(z, old.action_input(prev, act, origin=origin)), new(z, planes))
+    with pytest.raises(ValueError, match="more action inputs"):
+        initial_state(old, new.state_dict(), new.config)
+    actions = torch.tensor([[0, 0, 0], [100, 200, 1], [104, 204, 1]]).repeat(4, 1, 1)
+    from infinipaint.models.encoding import drag_origins
+
+    batch = {"z": torch.randn(4, 3, 16, 56, 56), "actions": actions,
+             "origins": torch.from_numpy(drag_origins(actions[0].numpy())).repeat(4, 1, 1)}
+    new.train()
+    loss, _ = new.loss(batch)
+    loss.backward()
+    assert new.a_in.weight.grad[:, 5:].abs().sum() > 0
+
+
+def test_hard_negatives_weigh_the_worst_unchanged_positions_like_changes():
+    err = torch.zeros(1, 1, 10, 10)
+    changed = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
+    changed[0, 0, 0, :2] = True
+    err[0, 0, 5, 5] = 8.0  # one unchanged position badly wrong among 98
+    plain, _, l_same = LatentCNN.balance(err, changed)
+    assert plain.item() == pytest.approx(0.5 * 8 / 98)
+    hard, _, _ = LatentCNN.balance(err, changed, hard=0.5)
+    k = LatentCNN.HARD_MIN  # fewer changes than that: the term averages the 64 worst
+    assert hard.item() == pytest.approx(0.5 * 8 / 98 + 0.5 * 8 / k)
+    with pytest.raises(ValueError, match="hard_same"):
+        DynamicsConfig(hard_same=-1)
+
+
+@pytest.mark.parametrize("n_changed, size", [(100, 20), (0, 20), (10, 8)])
+def test_hard_negatives_take_as_many_positions_as_change_within_what_there_is(n_changed, size):
+    torch.manual_seed(0)
+    err = torch.rand(1, 1, size, size)
+    changed = torch.zeros(1, 1, size, size, dtype=torch.bool)
+    changed.view(-1)[:n_changed] = True
+    same = err[~changed]
+    k = min(max(n_changed, LatentCNN.HARD_MIN), same.numel())  # 100 changes; none: 64; 54 unchanged: all of them
+    plain, _, _ = LatentCNN.balance(err, changed)
+    hard, _, _ = LatentCNN.balance(err, changed, hard=1.0)
+    assert hard.item() == pytest.approx(plain.item() + same.topk(k).values.mean().item(), rel=1e-6)

@@ -47,6 +47,7 @@ def test_config_checks():
         DynamicsConfig(head="levels", levels=0)
 
 
+@pytest.mark.slow
 def test_fsq_vae_encodes_to_the_grid_and_trains(minipaint_frames):
     torch.manual_seed(0)
     vae = VAE(TINY_FSQ)
@@ -92,6 +93,7 @@ def test_balanced_ce_on_a_sparse_change():
     assert logs["wrong_changed"] == 1.0 and logs["wrong_same"] == 0.0
 
 
+@pytest.mark.slow
 def test_levels_head_learns_a_sparse_transition_exactly():
     torch.manual_seed(0)
     net = levels_net(flip_prob=0.0, unroll=2)

@@ -37,6 +37,7 @@ def test_config_and_model_checks(palette):
     assert VAEConfig.from_dict(tiny_palette(palette).to_dict()) == tiny_palette(palette)  # JSON round trip
 
 
+@pytest.mark.slow
 def test_decoder_shows_only_palette_colours_and_learns(minipaint_frames, palette):
     torch.manual_seed(0)
     vae = VAE(tiny_palette(palette))

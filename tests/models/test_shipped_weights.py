@@ -82,6 +82,7 @@ def test_a_press_selects_the_control(wm, control):
     assert got == want
 
 
+@pytest.mark.slow
 def test_rollouts_match_the_recorded_reference():
     """Quality regression: the shipped model's rollout of the reference episode reproduces the
     per-step SSIM and exact share recorded with the weights (`infinipaint reference --write`)."""

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -13,7 +14,6 @@ from infinipaint.models.checkpoint import read_info, save_weights
 from infinipaint.models.dynamics import DYNAMICS_PRESETS, LatentCNN
 from infinipaint.models.vae import VAE, VAE_PRESETS
 from infinipaint.models.world_model import WorldModel
-from infinipaint.viewer.env import dream_env
 
 
 def make_world_model_dir(path, seed=0):
@@ -119,8 +119,13 @@ def test_the_first_step_follows_the_recorded_reset_action(wm_dir):
 
 
 def test_dream_env_passes_check_env(wm_dir):
-    env = dream_env(model_dir=wm_dir, render_mode="rgb_array", max_steps=3)
-    check_env(env, skip_render_check=False)
+    # As registered: gym.make's env has its spec, so check_env also makes it anew in every declared
+    # render mode ("human" included) and renders it; any warning of the checker fails.
+    env = gym.make("InfinipaintDream-v0", model_dir=wm_dir, render_mode="rgb_array")
+    assert env.unwrapped.spec.id == "InfinipaintDream-v0" and env.metadata["render_modes"] == ["rgb_array", "human"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
     env = gym.make("InfinipaintDream-v0", model_dir=wm_dir, max_steps=2)
     obs, _ = env.reset()
     assert obs.shape == (224, 224, 3) and env.observation_space.contains(obs)

@@ -12,8 +12,7 @@ from infinipaint.minipaint import LAYOUTS, Minipaint
 from infinipaint.models.world_model import WorldModel
 
 from ..conftest import run_cli
-
-FP32 = ["--precision", "fp32", "--channels-last", "false"]
+from .conftest import FP32, metrics
 
 
 @pytest.mark.slow
@@ -31,11 +30,12 @@ def test_tiny_world_model_trains_and_rolls_out_on_the_column_layout(tmp_path):
     assert all(list(c) in palette for c in column.colors)  # the palette is the one found in this world's frames
     dyn = tmp_path / "dyn"
     run_cli("train", "dynamics", "--data", data, "--vae", vae / "model", "--preset", "tiny", "--out", dyn, *FP32,
-            "--steps", "20", "--lr", "3e-3", "--log-every", "5", "--model-set", "unroll=2",
+            "--steps", "40", "--lr", "3e-3", "--log-every", "10", "--model-set", "unroll=2",
             "--model-set", "context=8", "--model-set", "train_crop=16")
-    rows = [json.loads(line) for line in (dyn / "metrics.jsonl").read_text().splitlines()]
-    train = [r["loss"] for r in rows if r["split"] == "train"]
-    assert sum(train[2:]) < sum(train[:2])  # it learns on this world too (last two logged losses below the first two)
+    train = [r["loss"] for r in metrics(dyn)]
+    # It learns on this world too (it has no val episode): the mean loss of the last 10 steps under
+    # 0.8x that of the first 10 (measured: 0.44 -> 0.29, 0.66x).
+    assert len(train) == 4 and train[-1] < 0.8 * train[0]
     wm = WorldModel.load(dyn / "model", bf16=False)
     key = reader.keys("test")[0] if reader.keys("test") else reader.keys("train")[0]
     frames, actions = reader.frames(key), reader.arrays(key)["actions"].astype(np.int64)

@@ -82,6 +82,7 @@ def test_panels_render_and_toggle(session, tmp_path):
         assert gif.n_frames == len(session.frames) and gif.size == (3 * 224, 224 + LABEL_HEIGHT)  # captioned panels
 
 
+@pytest.mark.slow
 def test_saved_actions_replay_through_rollout(tiny_model, script, tmp_path):
     """The CLI end to end: dream --headless --save, then rollout --save-frames on its actions.json."""
     script = script[:16]  # short: the untrained model's noisy frames make slow GIFs
@@ -124,6 +125,7 @@ def test_dropped_mouse_samples_are_counted_and_left_out(script):
         dream.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("files", [None, {"vae.json": "{not json", "vae.safetensors": "x",
                                           "dynamics.json": "{}", "dynamics.safetensors": "x"}])
 def test_bad_model_dir_is_one_clean_line(tmp_path, script, files):
@@ -140,6 +142,7 @@ def test_bad_model_dir_is_one_clean_line(tmp_path, script, files):
     assert str(model) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_headless_needs_a_replay(tmp_path):
     proc = run_cli("dream", "--headless", "--save", tmp_path, check=False, timeout=60)
     assert proc.returncode == 2 and "--replay" in proc.stderr and "Traceback" not in proc.stderr

@@ -19,7 +19,9 @@ class FakeModel:
         self.delay = delay
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # set when a step has begun
         self.n = 0
+        self.calls = 0  # steps run, resets or not
         self.last_delta = torch.zeros(1, 4, 56, 56)
         self.block_norms = [1.0, 2.0]
 
@@ -28,9 +30,11 @@ class FakeModel:
         return frame.copy()
 
     def step(self, action) -> np.ndarray:
+        self.entered.set()
         assert self.gate.wait(5)
         time.sleep(self.delay)
         self.n += 1
+        self.calls += 1
         return np.full((224, 224, 3), self.n % 256, np.uint8)
 
 
@@ -40,6 +44,16 @@ def drain(worker: InferenceWorker, count: int, timeout: float = 5.0) -> list:
         worker.wait(0.05)
         out += worker.poll()
     return out
+
+
+def until(condition, timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds have passed (False)."""
+    end = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > end:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 def test_every_step_in_order_under_backpressure():
@@ -70,7 +84,7 @@ def test_full_queue_refuses_whole_samples_and_reset_discards_stale_steps():
         assert drain(worker, 1)[0].index == 0
         model.gate.clear()  # the model hangs: nothing leaves the queue
         assert worker.submit([(1, 1, 0)])  # taken by the worker, blocked inside step
-        time.sleep(0.05)
+        assert model.entered.wait(10)
         assert worker.submit([(2, 2, 0), (3, 3, 0), (4, 4, 0)])
         assert not worker.submit([(5, 5, 0), (6, 6, 0)])  # all or nothing: only one slot is left
         assert worker.submit([(5, 5, 0)])
@@ -79,9 +93,10 @@ def test_full_queue_refuses_whole_samples_and_reset_discards_stale_steps():
         worker.reset(np.full((224, 224, 3), 7, np.uint8))  # drops the queue; the running step is stale
         model.gate.set()
         got = drain(worker, 1)
-        time.sleep(0.05)
+        assert until(lambda: worker.backlog == 0)  # everything the worker will ever run has run
         got += worker.poll()
         assert [(r.index, r.action) for r in got] == [(0, None)] and int(got[0].frame[0, 0, 0]) == 7
+        assert model.calls == 1  # the step that was running when it reset; none of the dropped ones
         with pytest.raises(ValueError):
             worker.submit([(0, 0, 0)] * 5)
     finally:

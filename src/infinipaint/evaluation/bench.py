@@ -3,6 +3,7 @@
     infinipaint bench minipaint [--episodes 4] [--json]
     infinipaint bench --model weights/cpu [--out DIR] [--batch 16] [--threads N]
     infinipaint bench model --preset cpu          # architecture only: untrained weights, same speed
+    infinipaint bench soak --minutes 30 [--model weights/cpu] [--out DIR]   # a long viewer session
 
 Minipaint is timed over a realistic action stream: the steps of procedural-agent episodes (the
 training distribution), replayed into a fresh Minipaint, each step timed including the copy of
@@ -21,14 +22,29 @@ the weights). Threads: PyTorch's default unless `--threads`; the count and the d
 output. On a shared 2-core machine the default (2 threads) can be 10-20x slower than `--threads 1`
 while another process keeps a core busy (the two OpenMP threads wait on each other): compare both
 before trusting a number.
+
+The soak (`bench soak --minutes M`) is a long viewer session as a person would have it: `Dream`
+headless in real time (80-ms samples, a 60-fps loop, scale 3, the inference thread on 1 torch
+thread unless `--threads`), replaying M minutes of synthetic pointer samples (`soak_samples`:
+procedural agents painting one after another on the same canvas, so it fills as a long session's
+does), then the save of the session (actions.json, screenshot, session.gif, and frames.npz with
+`--save-frames`). It reports the process's RSS every minute, UI fps, step latency p50/p95/p99,
+dropped / missed / late samples, and the save's time and peak RSS (Linux: VmHWM, reset through
+/proc/self/clear_refs just before the save; elsewhere polled every 20 ms during the save). The
+memory monitor sleeps between its readings: the session it measures runs undisturbed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import platform
+import tempfile
+import threading
 import time
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -211,3 +227,185 @@ def ratios(minipaint: dict[str, float], wm: dict[str, Any]) -> dict[str, float]:
     t = wm["throughput"]
     out["throughput_per_frame"] = t["median_ms"] / t["batch"] / base
     return out
+
+
+# ------------------------------------------------------------------------------------ soak
+SAMPLE_MS = 80  # the viewer's pointer sampling interval
+SOAK_MINUTES = 30.0  # `bench soak`'s default length
+SOAK_EVERY = 60.0  # s between its RSS readings
+SOAK_AGENT_SAMPLES = 3000  # samples of one procedural agent before the next takes over (4 minutes)
+
+
+def soak_samples(minutes: float, seed: int = 0) -> list[tuple[int, int, int]]:
+    """`minutes` of raw 80-ms pointer samples: procedural agents (a new one, of a new style, every
+    SOAK_AGENT_SAMPLES samples) painting on one Minipaint that follows their steps, as a person's
+    long session would."""
+    from infinipaint.actions import ActionStream
+    from infinipaint.data.agents import Agent
+    from infinipaint.minipaint import Minipaint
+
+    n = max(1, round(minutes * 60_000 / SAMPLE_MS))
+    rng = np.random.default_rng(seed)
+    app, stream = Minipaint(), ActionStream()
+    app.reset()
+    out: list[tuple[int, int, int]] = []
+    agent, switch_at = None, 0
+    while len(out) < n:
+        if len(out) >= switch_at:  # the next agent takes over after the current one's action
+            agent, switch_at = Agent(rng, app), switch_at + SOAK_AGENT_SAMPLES
+        for x, y, down, _ in agent.act():
+            out.append((int(x), int(y), int(down)))
+            for step in stream.push(x, y, down):
+                app.step(step)  # the agent reads the app's state (its tool) to choose what comes next
+            if len(out) == n:
+                break
+    return out
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now, MB (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where it cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryMonitor:
+    """A thread reading this process's RSS once every `every` s, kept as (seconds, MB) in
+    `readings`, and `peak`: the most since `mark()`. Between readings it sleeps, so it does not
+    perturb what it measures; inside `with monitor.polling():` it also reads every `poll` s for the
+    peak (where the kernel's VmHWM cannot be reset, around a short burst such as a save)."""
+
+    def __init__(self, every: float = SOAK_EVERY, poll: float = 0.02) -> None:
+        self.every, self.poll = every, poll
+        self.readings: list[tuple[float, float]] = []
+        self.peak = 0.0
+        self._lock = threading.Lock()  # `mark` and the thread both set `peak`
+        self._polling = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts a sleep short: stopping, or polling from now on
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="infinipaint-rss", daemon=True)
+
+    def __enter__(self) -> "MemoryMonitor":
+        self.readings.append((0.0, rss_mb() or 0.0))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def mark(self) -> None:
+        with self._lock:
+            self.peak = rss_mb() or 0.0
+
+    @contextlib.contextmanager
+    def polling(self) -> Iterator[None]:
+        """Read every `poll` s inside the block (for `peak`), not only every `every` s."""
+        self._polling = True
+        self._wake.set()
+        try:
+            yield
+        finally:
+            self._polling = False
+
+    def _run(self) -> None:
+        due = self.every
+        while not self._stop.is_set():
+            wait = due - (time.perf_counter() - self._t0)
+            self._wake.wait(max(min(wait, self.poll) if self._polling else wait, 0.0))
+            self._wake.clear()  # a flag set meanwhile is read on the next round
+            if self._stop.is_set():
+                return
+            mb = rss_mb() or 0.0
+            with self._lock:
+                self.peak = max(self.peak, mb)
+            t = time.perf_counter() - self._t0
+            if t >= due:
+                self.readings.append((round(t, 1), mb))
+                while due <= t:  # after a stall: the next reading at the next interval, not at once
+                    due += self.every
+
+
+def bench_soak(wm: Any, minutes: float, save_dir: str | Path | None = None, threads: int = 1, every: float = SOAK_EVERY,
+               gif_seconds: float | None = None, save_frames: bool = False, seed: int = 0,
+               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the soak (module docstring) with world model `wm` (the inference thread on `threads`
+    torch threads, the viewer's 1 by default); RSS is read every `every` s until the save ends;
+    the session is saved to `save_dir` (default: a temp folder, removed after). Returns the figures."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: read when the window opens
+    from infinipaint.viewer.dream import Dream
+    from infinipaint.viewer.gif import GIF_SECONDS
+
+    samples = soak_samples(minutes, seed)
+    scratch = tempfile.TemporaryDirectory(prefix="infinipaint-soak-") if save_dir is None else None
+    out_dir = Path(scratch.name if scratch else save_dir)
+    dream = Dream(wm, replay=samples, realtime=True, mouse=False, threads=threads, save_dir=out_dir,
+                  save_frames=save_frames, gif_seconds=GIF_SECONDS if gif_seconds is None else gif_seconds,
+                  title="Infinipaint soak")
+    try:
+        with MemoryMonitor(every=every) as mon:
+            if progress:
+                progress(f"soak: {len(samples):,} samples ({minutes:g} min at {SAMPLE_MS} ms), RSS {mon.readings[0][1]:.0f} MB")
+            shown = 1
+            while dream.window.running and not dream.replay_done():
+                dream.run(max_ticks=dream.window.ticks + 600)  # about 10 s at 60 fps
+                while progress and len(mon.readings) > shown:
+                    t, mb = mon.readings[shown]
+                    progress(f"  {t / 60:5.1f} min: RSS {mb:.0f} MB, step {len(dream.steps):,}, "
+                             f"replay {dream.replay_pos:,}/{len(samples):,}")
+                    shown += 1
+            run_end = rss_mb()
+            summary = dream.summary()
+            on_disk = dream.frames.nbytes
+            exact = _reset_peak()
+            mon.mark()
+            t0 = time.perf_counter()
+            with contextlib.nullcontext() if exact else mon.polling():  # VmHWM holds the peak, or poll for it
+                dream.save(out_dir)
+            save_s = time.perf_counter() - t0
+            peak = _status_mb("VmHWM") if exact else None
+            peak = max(peak or 0.0, mon.peak)
+        files = {f.name: f.stat().st_size for f in sorted(out_dir.iterdir()) if f.is_file()}
+    finally:
+        dream.close()
+        if scratch:
+            scratch.cleanup()
+    return {
+        "minutes": minutes, "samples": summary["samples"], "steps": summary["steps"],
+        "rss_mb": [[t, round(mb, 1)] for t, mb in mon.readings],
+        "rss_start_mb": round(mon.readings[0][1], 1), "rss_end_mb": round(run_end or 0.0, 1),
+        "ui_fps": summary["ui_fps"], "wall_s": summary["wall_s"],
+        "step_ms": {"p50": summary["step_ms_median"], "p95": summary["step_ms_p95"], "p99": summary["step_ms_p99"],
+                    "mean": summary["step_ms_mean"]},
+        "dropped_samples": summary["dropped"], "missed_samples": summary["missed"], "late_samples": summary["late"],
+        "frames_on_disk_mb": on_disk / 2**20,
+        "save": {"s": save_s, "peak_rss_mb": round(peak, 1), "peak_above_run_mb": round(peak - (run_end or 0.0), 1),
+                 "peak_exact": exact, "files": files, "dir": None if scratch else str(out_dir),
+                 "gif_seconds": dream.gif_seconds, "save_frames": save_frames},
+        "threads": threads,
+    }

@@ -7,6 +7,7 @@
                         [--layout column]
     infinipaint bench minipaint            # Minipaint step time, median and p95
     infinipaint bench --model DIR --out out/bench    # everything, also written as out/bench/bench.json
+    infinipaint bench soak --minutes 30 [--model DIR] [--out DIR] [--save DIR]   # a long viewer session
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import json
 from pathlib import Path
 
 from infinipaint.errors import CommandError
-from infinipaint.precision import PRECISIONS, resolve_bf16
+
+# torch (and `infinipaint.precision`, which imports it) is imported only when a command runs:
+# `bench soak` sets the OpenMP environment first, and `--help` stays instant.
+
+SOAK_FLAGS = {"minutes": "--minutes", "every": "--every", "save": "--save", "gif_seconds": "--gif-seconds",
+              "save_frames": "--save-frames"}  # bench options of the soak alone (None unless given)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,9 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--write", action="store_true", help="record the fingerprint in DIR/reference.json")
     p.set_defaults(func=cmd_reference)
 
-    p = sub.add_parser("bench", help="time Minipaint, the world model and training")
-    p.add_argument("target", nargs="?", default="all", choices=["all", "minipaint", "model"],
-                   help="all; only Minipaint; or Minipaint + world-model latency without training")
+    p = sub.add_parser("bench", help="time Minipaint, the world model and training; or soak the viewer")
+    p.add_argument("target", nargs="?", default="all", choices=["all", "minipaint", "model", "soak"],
+                   help="all; only Minipaint; Minipaint + world-model latency without training; or soak: a long "
+                        "headless real-time viewer session and its save (RSS every minute, fps, latency, save "
+                        "time and peak memory)")
     p.add_argument("--model", help="world-model directory or run folder (default: weights/cpu, unless --preset is given)")
     p.add_argument("--preset", default=None, choices=["tiny", "cpu", "paper"],
                    help="time an untrained model of this architecture instead of --model; training batch sizes "
@@ -75,7 +83,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast (default: bf16 where the device has it natively)")
     _window(p)
-    p.add_argument("--out", help="also write DIR/bench.json")
+    p.add_argument("--minutes", type=float, default=None, help="soak: minutes of pointer samples to replay in real "
+                   "time (the run takes that long; default 30)")
+    p.add_argument("--every", type=float, default=None, metavar="SECONDS",
+                   help="soak: seconds between RSS readings (default 60)")
+    p.add_argument("--save", metavar="DIR", help="soak: keep the saved session here (default: a temp folder, removed)")
+    p.add_argument("--gif-seconds", type=float, default=None, metavar="S",
+                   help="soak: seconds of steps in session.gif (default: the viewer's; 0: the whole session)")
+    p.add_argument("--save-frames", action="store_true", default=None,
+                   help="soak: also save frames.npz of the whole session")
+    p.add_argument("--out", help="also write DIR/bench.json (soak: DIR/soak.json)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=bench)
 
@@ -165,15 +182,23 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    import torch
+    if args.target == "soak":
+        from infinipaint.viewer.commands import session_environment
+
+        session_environment()  # as `infinipaint dream` runs; before torch is imported
+        return soak(args)
+    given = [flag for name, flag in SOAK_FLAGS.items() if getattr(args, name) is not None]
+    if given:
+        raise CommandError(f"{', '.join(given)}: only for `bench soak`, not `bench {args.target}`")
+
+    from infinipaint.precision import resolve_bf16
 
     from . import bench as b
 
     _set_threads(args.threads)
     if min(args.batch, args.repeats, args.train_steps, args.episodes) < 1:
         raise CommandError("--batch, --repeats, --train-steps and --episodes must be >= 1")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = _device(args)
     bf16 = resolve_bf16(_bf16(args), device)
     results: dict = {**b.environment(device), "bf16": bf16}
     results["minipaint_step"] = b.bench_minipaint(episodes=args.episodes)
@@ -200,6 +225,62 @@ def bench(args: argparse.Namespace) -> int:
     else:
         print(_bench_text(results))
     return 0
+
+
+def soak(args: argparse.Namespace) -> int:
+    """`bench soak`: the world model (--model, default weights/cpu; or an untrained --preset) in a
+    long headless real-time viewer session; the figures printed and written to --out/soak.json.
+    The caller (`bench`) has set the session's environment before torch was imported."""
+    import math
+    import os
+
+    from infinipaint.viewer.inference import THREADS
+
+    from . import bench as b
+
+    minutes = b.SOAK_MINUTES if args.minutes is None else args.minutes
+    every = b.SOAK_EVERY if args.every is None else args.every
+    if not (math.isfinite(minutes) and minutes > 0 and math.isfinite(every) and every > 0):
+        raise CommandError(f"--minutes and --every must be finite numbers > 0, got {minutes} and {every}")
+    if args.gif_seconds is not None and not (math.isfinite(args.gif_seconds) and args.gif_seconds >= 0):
+        raise CommandError(f"--gif-seconds must be a finite number >= 0 (0: the whole session), got {args.gif_seconds}")
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
+    device = _device(args)
+    wm, source = _bench_model(args, device)
+    quiet = args.json
+    r = b.bench_soak(wm, minutes, save_dir=args.save, threads=args.threads or THREADS, every=every,
+                     gif_seconds=args.gif_seconds, save_frames=bool(args.save_frames),
+                     progress=None if quiet else print)
+    r = {**b.environment(device), "bf16": bool(wm.bf16), "model": source, **r}
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "soak.json").write_text(json.dumps(r, indent=2) + "\n")
+    print(json.dumps(r, indent=2) if quiet else _soak_text(r))
+    return 0
+
+
+def _soak_text(r: dict) -> str:
+    s, lat = r["save"], r["step_ms"]
+    lines = [f"soak of {r['model']}: {r['minutes']:g} min, {r['samples']:,} samples, {r['steps']:,} steps, "
+             f"device {r['device']}, {r['threads']} inference thread(s), bf16 {r['bf16']}",
+             "RSS: " + ", ".join(f"{t / 60:.1f} min {mb:.0f} MB" for t, mb in r["rss_mb"])
+             + f"; start {r['rss_start_mb']:.0f} MB, end {r['rss_end_mb']:.0f} MB",
+             f"UI {r['ui_fps']:.1f} fps; step latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
+             f"p99 {lat['p99']:.1f} ms; samples dropped {r['dropped_samples']}, missed {r['missed_samples']}, "
+             f"late {r['late_samples']}; frames on disk {r['frames_on_disk_mb']:.1f} MB",
+             f"save: {s['s']:.1f} s, peak RSS {s['peak_rss_mb']:.0f} MB ({s['peak_above_run_mb']:+.0f} MB over the "
+             f"session's; {'VmHWM' if s['peak_exact'] else 'polled'}); "
+             + ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in s["files"].items())]
+    return "\n".join(lines)
+
+
+def _device(args: argparse.Namespace):
+    """`--device` as a torch device; auto: CUDA where there is one."""
+    import torch
+
+    if args.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(args.device)
 
 
 def _bench_model(args: argparse.Namespace, device):
@@ -256,6 +337,8 @@ def register_eval(sub) -> None:
 
 
 def _eval_vae(args) -> int:
+    from infinipaint.precision import PRECISIONS, resolve_bf16
+
     from .vae_eval import evaluate_vae
 
     bf16 = resolve_bf16(PRECISIONS[args.precision], "cpu")

@@ -12,12 +12,12 @@ prediction equals the truth and darker with the error: 255 - min(255, 4 x larges
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from infinipaint.files import atomic_write
 from infinipaint.minipaint import CONTROLS
 
 from .scoring import DEFINITIONS, PHASES, SSIM_CLIFF
@@ -31,16 +31,10 @@ TARGETS = {"step1_ssim": 0.995, "step1_psnr": 38.0, "ssim_150": 0.97, "ssim_500"
 DIFF_GAIN = 4
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    atomic_write(path, (json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
     return path
 
 
@@ -333,7 +327,7 @@ def write_all(out: str | Path, metrics: dict[str, Any], keep: Any = None, title:
         g = write_gif(out / "rollout.gif", keep.gif)
         if g:
             files["gif"] = g.name
-    _atomic_text(out / "report.md", markdown(metrics, title, files))
+    atomic_write(out / "report.md", markdown(metrics, title, files).encode())
     files["report"] = "report.md"
     return files
 
@@ -351,5 +345,5 @@ def write_comparison(out: str | Path, runs: Sequence[dict[str, Any]]) -> Path:
     for i, (what, w, t, _) in enumerate(rows[0]):
         lines.append(f"| {what} | {w} | {t} | " + " | ".join(r[i][3] for r in rows) + " |")
     lines += ["", "![SSIM and PSNR per step](compare.png)", "", "![exact share](compare_exact.png)", ""]
-    _atomic_text(out / "compare.md", "\n".join(lines) + "\n")
+    atomic_write(out / "compare.md", ("\n".join(lines) + "\n").encode())
     return out / "compare.md"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..errors import CheckpointError
+from ..files import atomic_write
 
 FORMAT = "infinipaint-weights/1"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to `path.tmp`, fsync, then rename over `path`: readers see old or new, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def state_bytes(model: torch.nn.Module) -> bytes:
@@ -56,7 +46,7 @@ def save_weights(
     directory.mkdir(parents=True, exist_ok=True)
     data = state_bytes(model)
     weights = directory / f"{name}.safetensors"
-    _atomic_write(weights, data)
+    atomic_write(weights, data)
     info = {
         "format": FORMAT,
         "kind": name,
@@ -65,7 +55,7 @@ def save_weights(
         "weights": {"file": weights.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
     }
     path = directory / f"{name}.json"
-    _atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
     return path
 
 
@@ -99,15 +89,19 @@ def read_info(directory: str | Path, name: str) -> dict[str, Any]:
 
 
 def load_weights(directory: str | Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read and verify `DIR/NAME.safetensors` against its JSON; returns (state dict on CPU, info)."""
+    """Read and verify `DIR/NAME.safetensors` against its JSON; returns (state dict on CPU, info).
+    A file of another size than the JSON records is refused before it is read."""
     info = read_info(directory, name)
     w = info["weights"]
-    path = model_folder(directory, name) / Path(w["file"]).name
+    path = model_folder(directory, name) / Path(str(w["file"])).name
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (named by {name}.json)")
-    data = path.read_bytes()
-    if len(data) != w["bytes"]:
-        raise CheckpointError(f"{path}: truncated or wrong file: {len(data)} bytes, {name}.json records {w['bytes']}")
+    size = path.stat().st_size  # before the bytes are read: a file of the wrong size never reaches memory
+    if size == w["bytes"]:
+        data = path.read_bytes()
+        size = len(data)  # what was read, should the file have changed since
+    if size != w["bytes"]:
+        raise CheckpointError(f"{path}: truncated or wrong file: {size} bytes, {name}.json records {w['bytes']}")
     if hashlib.sha256(data).hexdigest() != w["sha256"]:
         raise CheckpointError(f"{path}: checksum mismatch, the file was modified or corrupted after it was saved")
     try:

@@ -10,7 +10,8 @@
 A flat, single-resolution CNN on the latent grid. It learns from recorded latents and raw
 `(x, y, down)` actions alone: nothing in it knows which app made them. The latent and the A = 4
 action channels ([a_prev, a_next]: cursor heatmap and button plane each; with `drag_origin` a fifth,
-the point where the drag under way began, see `models.encoding`) are projected to the hidden width
+the point where the drag under way began; with `cursor_offsets` four more, each cell's pixel offset
+to both cursors; see `models.encoding`) are projected to the hidden width
 and summed; residual blocks follow, each normalised by Spatial Adaptive GroupNorm
 (GroupNorm whose per-position scale and shift come from action features); the head predicts the
 delta z_{t+1} - z_t, zero-initialised so an untrained net predicts "nothing changes".
@@ -26,8 +27,9 @@ position and channel, logits over the `levels` FSQ values, added to a learned bi
 current value (so an untrained net also predicts "nothing changes"); the next latent is the most
 likely value, so a right prediction reproduces the state exactly and small errors cannot pile up.
 Its loss is the balanced cross-entropy (mean over changed positions and over unchanged ones,
-averaged); its input noise flips a share `flip_prob` of the codes by one level; unrolled steps feed
-the hard prediction back with the gradient of the soft one (straight-through).
+averaged; with `hard_same`, plus the mean over the hardest unchanged positions, see `balance`);
+its input noise flips a share `flip_prob` of the codes by one level; unrolled steps feed the hard
+prediction back with the gradient of the soft one (straight-through).
 
 The global context (`context` > 0): the convolutions see ~21 cells around a position, but what an
 action does there can depend on state shown anywhere on the screen (in a paint program: the
@@ -47,9 +49,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .encoding import SCALE, origin_plane, pair_planes
+from .encoding import SCALE, offset_planes, origin_plane, pair_planes
 
-ACTION_CHANNELS = 4  # [a_prev, a_next]: cursor heatmap and button plane each; +1 with `drag_origin`
+ACTION_CHANNELS = 4  # [a_prev, a_next]: cursor heatmap and button plane each; +1 with `drag_origin`, +4 with `cursor_offsets`
 HEADS = ("delta", "levels")
 NORMS = ("group", "channel")
 CONTEXT_GRID = 14  # the context's pooled map: CONTEXT_GRID x CONTEXT_GRID cells, whatever the latent's size
@@ -82,7 +84,9 @@ class DynamicsConfig:
     flip_prob: float = 0.01  # head "levels": share of input codes moved one level during training
     context: int = 0  # width of the global context vector read from the whole latent (0: none); see `LatentCNN.global_context`
     keep_margin: float = 0.0  # head "levels", stepping only: added to the keep bias (see `step`)
+    hard_same: float = 0.0  # weight of a third loss term: the mean error over the hardest unchanged positions, as many as change (see `balance`)
     drag_origin: bool = False  # one more action plane: where the drag under way began (models.encoding); the context reads it too
+    cursor_offsets: bool = False  # four more action planes: each cell's pixel offset to both cursors (models.encoding.offset_planes)
     reset_action: tuple[int, ...] = (0, 0, 0)  # a_prev of an episode's first step, as recorded in the training data (set by `train dynamics`)
 
     @classmethod
@@ -127,6 +131,8 @@ class DynamicsConfig:
             raise ValueError(f"keep_margin must be in [0, 100), got {self.keep_margin}")
         if self.context < 0:
             raise ValueError(f"context must be >= 0, got {self.context}")
+        if self.hard_same < 0:
+            raise ValueError(f"hard_same must be >= 0, got {self.hard_same}")
         if len(self.reset_action) != 3 or min(self.reset_action) < 0 or self.reset_action[2] not in (0, 1):
             raise ValueError(f"reset_action must be (x, y, down) with x, y >= 0 and down 0 or 1, got {self.reset_action}")
 
@@ -201,7 +207,7 @@ class LatentCNN(nn.Module):
     def __init__(self, config: DynamicsConfig | None = None) -> None:
         super().__init__()
         c = self.config = config or DynamicsConfig()
-        self.action_channels = ACTION_CHANNELS + int(c.drag_origin)
+        self.action_channels = ACTION_CHANNELS + int(c.drag_origin) + 4 * int(c.cursor_offsets)
         self.z_in = nn.Conv2d(c.latent_channels, c.hidden, 3, padding=1)
         self.a_in = nn.Conv2d(self.action_channels, c.hidden, 3, padding=1)
         self.a_features = nn.Sequential(
@@ -234,20 +240,25 @@ class LatentCNN(nn.Module):
     def action_input(self, prev: torch.Tensor, next: torch.Tensor, grid: int = 56,
                      origin: torch.Tensor | None = None) -> torch.Tensor:
         """The action planes of the transition prev -> next ((B, 3) screen-pixel actions each) on a
-        latent grid of `grid` cells a side: (B, 4, grid, grid); with `drag_origin`, (B, 5, grid, grid),
-        the last the drag origin at `next` (`origin`, (B, 2), see `encoding.drag_origins`)."""
-        planes = pair_planes(prev, next, grid)
-        if not self.config.drag_origin:
-            return planes
-        if origin is None:
-            raise ValueError("this dynamics network reads the drag origin: pass the origin of each step "
-                             "(infinipaint.models.encoding.drag_origins / next_origins)")
-        return torch.cat([planes, origin_plane(origin.to(planes.device), grid).to(planes.dtype)], dim=1)
+        latent grid of `grid` cells a side: (B, 4, grid, grid) — with `drag_origin` one more, the
+        drag origin at `next` (`origin`, (B, 2), see `encoding.drag_origins`), then with
+        `cursor_offsets` four more, the offset planes of prev and of next."""
+        planes = [pair_planes(prev, next, grid)]
+        if self.config.drag_origin:
+            if origin is None:
+                raise ValueError("this dynamics network reads the drag origin: pass the origin of each step "
+                                 "(infinipaint.models.encoding.drag_origins / next_origins)")
+            planes.append(origin_plane(origin.to(planes[0].device), grid).to(planes[0].dtype))
+        if self.config.cursor_offsets:
+            planes += [offset_planes(prev, grid), offset_planes(next, grid)]
+        return torch.cat(planes, dim=1) if len(planes) > 1 else planes[0]
 
     def context_source(self, whole: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
         """What the global context reads: the whole normalised latent (B, C, H, W), with the drag
         origin's plane of the whole-grid action planes appended under `drag_origin`."""
-        return torch.cat([whole, planes[:, -1:].to(whole.dtype)], dim=1) if self.config.drag_origin else whole
+        if not self.config.drag_origin:
+            return whole
+        return torch.cat([whole, planes[:, ACTION_CHANNELS : ACTION_CHANNELS + 1].to(whole.dtype)], dim=1)
 
     def set_progress(self, progress: float) -> None:
         self.progress = float(progress)
@@ -363,16 +374,27 @@ class LatentCNN(nn.Module):
         return logits.scatter_add(2, current, (self.keep_bias + margin).expand(current.shape))
 
     # --------------------------------------------------------------------------------- loss
+    HARD_MIN = 64  # the hard-negative term's fewest positions per batch
+
     @staticmethod
-    def balance(err: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def balance(err: torch.Tensor, changed: torch.Tensor, hard: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, mean over changed, mean over unchanged) of a per-position error (B, 1, H, W): the
-        two means averaged; a side with no positions in the batch contributes nothing."""
+        two means averaged; a side with no positions in the batch contributes nothing.
+
+        The mean over unchanged positions gives each of them a weight ~1/N_same, hundreds of times
+        less than a changed one gets, so a change made up where nothing changes costs little. With
+        `hard` > 0, the mean error over the hardest unchanged positions of the batch (as many as
+        there are changed ones, at least `HARD_MIN`) is added with that weight: those few count
+        as much as a change does."""
         mask = changed.float()
         rest = 1 - mask
         n_changed, n_same = mask.sum(), rest.sum()
         l_changed = (err * mask).sum() / n_changed.clamp(min=1)
         l_same = (err * rest).sum() / n_same.clamp(min=1)
         loss = l_same if n_changed == 0 else l_changed if n_same == 0 else 0.5 * (l_changed + l_same)
+        if hard > 0 and n_same > 0:
+            k = int(min(max(float(n_changed), LatentCNN.HARD_MIN), float(n_same)))
+            loss = loss + hard * (err * rest).flatten().topk(k).values.mean()
         return loss, l_changed, l_same
 
     def balanced_l1(self, pred: torch.Tensor, target: torch.Tensor, changed: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -382,7 +404,7 @@ class LatentCNN(nn.Module):
         positions in the batch contributes nothing (the other side alone is the loss).
         """
         err = (pred.float() - target.float()).abs().mean(dim=1, keepdim=True)  # (B, 1, H, W)
-        loss, l_changed, l_same = self.balance(err, changed)
+        loss, l_changed, l_same = self.balance(err, changed, self.config.hard_same)
         return loss, {"l1_changed": float(l_changed.detach()), "l1_same": float(l_same.detach()),
                       "changed_share": float(changed.float().mean())}
 
@@ -437,7 +459,7 @@ class LatentCNN(nn.Module):
         """Head "levels": cross-entropy per position (mean over channels), averaged over changed and
         unchanged positions as in `balanced_l1`. logits (B, C, L, H, W), target codes (B, C, H, W)."""
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(dim=1, keepdim=True)
-        loss, l_changed, l_same = self.balance(ce, changed)
+        loss, l_changed, l_same = self.balance(ce, changed, self.config.hard_same)
         with torch.no_grad():
             wrong = (logits.argmax(dim=2) != target).any(dim=1, keepdim=True).float()
             _, wrong_changed, wrong_same = self.balance(wrong, changed)
@@ -534,12 +556,23 @@ class LatentCNN(nn.Module):
 
 def initial_state(model: LatentCNN, state: dict[str, torch.Tensor], source: DynamicsConfig) -> dict[str, torch.Tensor]:
     """Trained weights of a LatentCNN with config `source` as the start of `model` (`--init-from`):
-    a model that also reads the drag origin (`drag_origin`) takes them with zero weights on that
-    input, so it starts as the trained network and learns what the origin adds."""
+    a model that also reads the drag origin (`drag_origin`) or the cursor offsets (`cursor_offsets`)
+    takes them with zero weights on those inputs, so it starts as the trained network and learns
+    what they add. ValueError where the source reads an input the model does not, or where the
+    inputs would not line up (an origin plane added before existing offsets)."""
+    c = model.config
+    if source.cursor_offsets and not c.cursor_offsets or source.drag_origin and not c.drag_origin:
+        raise ValueError("a network cannot start from one that reads more action inputs than it does")
+    if source.cursor_offsets and c.drag_origin and not source.drag_origin:
+        raise ValueError("a drag-origin network cannot start from a cursor-offset one without it (the origin plane "
+                         "comes before the offsets)")
+    new_origin = int(c.drag_origin and not source.drag_origin)
+    extra = {"a_in.weight": new_origin + 4 * int(c.cursor_offsets and not source.cursor_offsets),
+             "context_net.0.weight": new_origin}
+    extra["a_features.0.weight"] = extra["a_in.weight"]
     out = dict(state)
-    if model.config.drag_origin and not source.drag_origin:
-        own = model.state_dict()
-        for key in ("a_in.weight", "a_features.0.weight", "context_net.0.weight"):
-            if key in out and out[key].shape[1] + 1 == own[key].shape[1]:
-                out[key] = torch.cat([out[key], torch.zeros_like(out[key][:, :1])], dim=1)
+    for key, n in extra.items():
+        if n and key in out:
+            w = out[key]
+            out[key] = torch.cat([w, w.new_zeros(w.shape[0], n, *w.shape[2:])], dim=1)
     return out

@@ -6,6 +6,7 @@
     planes = pair_planes(prev, next)           # torch (B, 3) x 2 -> (B, 4, 56, 56)
     origins = drag_origins(actions)            # (T, 3) -> (T, 2): where the drag under way began, -1: none
     plane = origin_plane(origin)               # torch (B, 2) -> (B, 1, 56, 56)
+    offsets = offset_planes(actions)           # torch (B, 3) -> (B, 2, 56, 56): the cursor to the pixel, from each cell
 
 Nothing here knows the app: an action is a pointer `(x, y, down)` in screen pixels, and the grid is
 the latent's (`grid` cells a side, `SCALE` screen pixels per cell, the VAE's compression).
@@ -20,6 +21,11 @@ The drag origin. What a drag does can depend on where the button went down, whic
 no longer show (a press on a button that is dragged away). That point is a property of the pointer
 stream alone: while the button is held it is the position of the step that pressed it; with the
 button up there is none (-1, -1). `origin_plane` draws it as one more heatmap (zero when none).
+
+Cursor offsets. The heatmap gives the cursor's position to a fraction of a cell only through the
+ratio of neighbouring values. `offset_planes` gives it at the frame's pixel resolution: at every
+cell, the screen-pixel offset from the cell's centre to the cursor, x and y, over `OFFSET_RANGE`
+pixels and clipped to [-1, 1] (a cell further away than that on an axis sees the clip).
 """
 
 from __future__ import annotations
@@ -103,6 +109,24 @@ def pair_planes(prev: "torch.Tensor", next: "torch.Tensor", grid: int = GRID) ->
     import torch
 
     return torch.cat([action_planes(prev, grid), action_planes(next, grid)], dim=-3)
+
+
+OFFSET_RANGE = 32.0  # screen pixels of cursor offset that map to 1 in `offset_planes`
+
+
+def offset_planes(actions: "torch.Tensor", grid: int = GRID) -> "torch.Tensor":
+    """(B, 3) -> (B, 2, grid, grid): at cell (i, j), ((x - cx_j) / R, (y - cy_i) / R) clipped to
+    [-1, 1], with (cx_j, cy_i) the cell's centre in screen pixels and R = `OFFSET_RANGE`."""
+    import torch
+
+    if actions.dim() != 2 or actions.shape[-1] != 3:
+        raise ValueError(f"actions must be (B, 3), got {tuple(actions.shape)}")
+    a = actions.to(torch.float32)
+    centres = screen_from_latent(torch.arange(grid, dtype=torch.float32, device=a.device))  # (grid,)
+    dx = ((a[:, 0:1] - centres) / OFFSET_RANGE).clamp(-1, 1)  # (B, grid) over columns
+    dy = ((a[:, 1:2] - centres) / OFFSET_RANGE).clamp(-1, 1)  # over rows
+    b = a.shape[0]
+    return torch.stack([dx[:, None, :].expand(b, grid, grid), dy[:, :, None].expand(b, grid, grid)], dim=1)
 
 
 NO_ORIGIN = -1  # the origin's coordinates while the button is up

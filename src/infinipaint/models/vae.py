@@ -170,7 +170,8 @@ class VAEConfig:
 
 VAE_PRESETS: dict[str, VAEConfig] = {
     "tiny": VAEConfig(preset="tiny", channels=(16,), blocks=(1,), train_crop=0),
-    "cpu": VAEConfig(preset="cpu"),
+    # the kind of the shipped weights/cpu VAE: a discrete latent, a cell-local encoder, a palette decoder
+    "cpu": VAEConfig(preset="cpu", latent="fsq", encoder_kernel=1, output="palette"),
     "paper": VAEConfig(
         preset="paper", patch=1, channels=(128, 256, 512), blocks=(2, 2, 2),
         norm="group", act="silu", resample="conv", train_crop=0,
@@ -256,7 +257,9 @@ def palette_of(frames: np.ndarray | torch.Tensor) -> tuple[tuple[int, int, int],
         raise ValueError(f"palette_of takes uint8 frames, got {x.dtype}")
     if x.ndim == 4 and x.shape[1] == 3 and x.shape[-1] != 3:
         x = x.transpose(0, 2, 3, 1)
-    colours, counts = np.unique(x.reshape(-1, 3), axis=0, return_counts=True)
+    x = x.reshape(-1, 3).astype(np.uint32)
+    packed, counts = np.unique(x[:, 0] << 16 | x[:, 1] << 8 | x[:, 2], return_counts=True)  # 1-D: fast
+    colours = np.stack([packed >> 16, packed >> 8 & 255, packed & 255], axis=1)
     if len(colours) > MAX_PALETTE:
         raise ValueError(f"the frames hold {len(colours)} colours (more than {MAX_PALETTE}): they are not "
                          "palette-indexed; use output 'rgb'")

@@ -8,9 +8,14 @@
     wm.latent, wm.last_delta, wm.block_norms     # diagnostics of the last step
 
 Frames are uint8 (224, 224, 3) numpy arrays; an action is one pointer step `(x, y, down)` in screen
-pixels. The previous action of the first step is the dynamics network's `reset_action`, the one the
-training data recorded before every episode's first step. Device-agnostic:
-`WorldModel.load(dir, device="cuda")`. Nothing here knows which app the frames come from.
+pixels (a tuple, a list or an integer numpy array of 3 ints). The previous action of the first
+step is the dynamics network's `reset_action`, the one the training data recorded before every
+episode's first step. Device-agnostic: `WorldModel.load(dir, device="cuda")`. Nothing here knows
+which app the frames come from.
+
+Bad input (another type, shape or dtype, NaN, an integer out of range, a rollout whose frames
+would not fit in the memory available) raises ValueError before any work, and leaves the model's
+state as it was: the next good call goes on as if the bad one never came.
 
 One step reads as a straight line: the dynamics network predicts the next latent from the latent
 and the two actions (and, for a network that reads it, where the drag under way began: `origin`,
@@ -57,16 +62,95 @@ def load_dynamics(directory: str | Path, map_location: str | torch.device = "cpu
     return model.to(map_location).eval()
 
 
-def _as_action_tensor(actions: np.ndarray | Sequence, ndim: int) -> torch.Tensor:
-    """Validated integer actions (..., 3) with `ndim` dimensions, as an int64 tensor."""
-    a = np.asarray(actions)
+def _check_frames(frames: np.ndarray, ndim: int, empty: bool = False) -> np.ndarray:
+    """`frames` if it is a uint8 numpy array (224, 224, 3) (ndim 3) or (B, 224, 224, 3) (ndim 4;
+    B >= 1 unless `empty`)."""
+    want = f"uint8 {'(B, ' if ndim == 4 else '('}{SCREEN}, {SCREEN}, 3)"
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"frames must be a numpy array {want}, got {type(frames).__name__}")
+    if (frames.dtype != np.uint8 or frames.ndim != ndim or frames.shape[-3:] != (SCREEN, SCREEN, 3)
+            or not (frames.size or empty)):
+        raise ValueError(f"frames must be {want}, got {frames.dtype} {frames.shape}")
+    return frames
+
+
+def _check_step(action: object) -> tuple[int, int, int]:
+    """One step `(x, y, down)`: a tuple, list or integer numpy array of 3 ints (`check_action`)."""
+    if isinstance(action, np.ndarray):
+        if action.shape != (3,) or not np.issubdtype(action.dtype, np.integer):
+            raise ValueError(f"an action array must be 3 integers (x, y, down), got {action.dtype} {action.shape}")
+        action = action.tolist()
+    elif not isinstance(action, (tuple, list)):
+        raise ValueError(f"an action is (x, y, down), a tuple of 3 integers, got {type(action).__name__}")
+    return check_action(action, SCREEN)
+
+
+CGROUP = Path("/sys/fs/cgroup")  # the cgroup v2 hierarchy (Linux)
+
+
+def _available_bytes() -> int | None:
+    """Memory this process can still take, or None where unknown: the least of the system's
+    (Linux MemAvailable) and, under cgroup v2 limits, of its cgroup's and every ancestor's."""
+    found = [b for b in (_meminfo_available(), _cgroup_available()) if b is not None]
+    return min(found) if found else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """The least `memory.max` - (`memory.current` - inactive file cache, which the kernel reclaims
+    first) over this process's cgroup v2 and its ancestors; None where none sets a limit."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        own = next((line[3:] for line in lines if line.startswith("0::")), "/")
+    except OSError:
+        own = "/"
+    folder, least = CGROUP / own.strip().lstrip("/"), None
+    while True:
+        try:
+            limit = (folder / "memory.max").read_text().strip()
+            if limit != "max":
+                used = int((folder / "memory.current").read_text())
+                stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines()
+                            if line.startswith("inactive_file "))
+                room = int(limit) - used + int(stat.get("inactive_file", 0))
+                least = room if least is None else min(least, room)
+        except (OSError, ValueError):
+            pass
+        if folder == CGROUP or CGROUP not in folder.parents:
+            return None if least is None else max(least, 0)
+        folder = folder.parent
+
+
+def _as_actions(actions: np.ndarray | Sequence, ndim: int) -> np.ndarray:
+    """`actions` as a numpy integer array (..., 3) with `ndim` dimensions (its values unchecked)."""
+    if isinstance(actions, (str, bytes, dict, set)):
+        raise ValueError(f"actions must be an integer array (..., 3), got {type(actions).__name__}")
+    try:
+        a = np.asarray(actions)
+    except (ValueError, TypeError, OverflowError) as e:  # ragged nesting, unconvertible entries
+        raise ValueError(f"actions must be an integer array (..., 3) (x, y, down): {e}") from None
     if a.shape[-1:] != (3,) or a.ndim != ndim:
         raise ValueError(f"actions must have {ndim} dimensions ending in 3 (x, y, down), got shape {a.shape}")
     if not np.issubdtype(a.dtype, np.integer):
         raise ValueError(f"actions must be integers, got {a.dtype}")
+    return a
+
+
+def _check_action_values(a: np.ndarray) -> np.ndarray:
+    """`a` (..., 3) if every step is on the screen with down 0 or 1."""
     if (a[..., :2] < 0).any() or (a[..., :2] >= SCREEN).any() or not np.isin(a[..., 2], (0, 1)).all():
         raise ValueError(f"actions must have 0 <= x, y < {SCREEN} and down in {{0, 1}}")
-    return torch.from_numpy(a.astype(np.int64))
+    return a
 
 
 class WorldModel:
@@ -108,6 +192,8 @@ class WorldModel:
              window: int | None = None, keep_margin: float | None = None) -> "WorldModel":
         """Rebuild from `DIR/vae.*` and `DIR/dynamics.*`; refuses a pair that was not trained together."""
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise CheckpointError(f"{directory}: a file, not a model directory (vae.* + dynamics.*)")
         if not directory.is_dir():
             raise CheckpointError(f"{directory}: no such model directory")
         vae_info, dyn_info = read_info(directory, vae_files.NAME), read_info(directory, DYNAMICS)
@@ -130,9 +216,7 @@ class WorldModel:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _frames_in(self, frames: np.ndarray) -> torch.Tensor:
-        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.shape[-3:] != (SCREEN, SCREEN, 3):
-            raise ValueError(f"frames must be uint8 (..., {SCREEN}, {SCREEN}, 3), got "
-                             f"{getattr(frames, 'dtype', type(frames).__name__)} {getattr(frames, 'shape', '')}")
+        _check_frames(frames, ndim=4, empty=True)
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
         return x.permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=torch.channels_last)
 
@@ -183,6 +267,7 @@ class WorldModel:
     # -------------------------------------------------------------------------- interactive
     def reset(self, frame: np.ndarray) -> np.ndarray:
         """Start from a frame (uint8 (224, 224, 3)): encode it once; returns the decoded frame."""
+        _check_frames(frame, ndim=3)
         self.latent = self.encode(frame[None])
         self.last_delta = torch.zeros_like(self.latent)
         self.prev_action = self.reset_action
@@ -194,7 +279,7 @@ class WorldModel:
         """Advance the rolling latent by one ActionStream step and return the decoded frame."""
         if self.latent is None:
             raise RuntimeError("call reset(frame) before step()")
-        action = check_action(action, SCREEN)
+        action = _check_step(action)
         prev, act = torch.tensor([self.prev_action]), torch.tensor([action])
         self.origin = next_origins(self.origin, prev, act)
         nxt = self.advance(self.latent, prev, act, self.origin)
@@ -224,16 +309,30 @@ class WorldModel:
         frame[py0 * s : py1 * s, px0 * s : px1 * s] = tile[(py0 - wy0) * s : (py1 - wy0) * s, (px0 - wx0) * s : (px1 - wx0) * s]
         return frame
 
+    @staticmethod
+    def _check_rollout_size(episodes: int, steps: int) -> None:
+        """ValueError when the frames of a rollout would not fit in the memory available
+        (`_available_bytes`: the system's, and under cgroup v2 limits the cgroup's)."""
+        need, available = episodes * steps * SCREEN * SCREEN * 3, _available_bytes()
+        if available is not None and need > available:
+            raise ValueError(f"a rollout of {episodes} x {steps} steps returns {need / 2**30:.1f} GiB of frames, "
+                             f"more than the {available / 2**30:.1f} GiB of memory available; roll it out in pieces")
+
     @property
     def block_norms(self) -> list[float]:
         return list(self.dynamics.block_norms)
 
     def rollout(self, first_frames: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Batched rollout: first frames (B, 224, 224, 3), steps (B, T, 3) -> frames (B, T, 224, 224, 3)."""
+        """Batched rollout: first frames (B, 224, 224, 3), steps (B, T, 3) -> frames (B, T, 224, 224, 3).
+        Refused (ValueError) before any work when the frames returned would not fit in the memory
+        available: roll a long episode out in pieces, or step it."""
+        _check_frames(first_frames, ndim=4)
+        checked = _as_actions(actions, ndim=3)
+        if checked.shape[0] != len(first_frames):
+            raise ValueError(f"{len(first_frames)} first frames but actions for {checked.shape[0]} episodes")
+        self._check_rollout_size(*checked.shape[:2])  # before the values are scanned: no work on a hopeless one
+        a = torch.from_numpy(_check_action_values(checked).astype(np.int64))
         z = self.encode(first_frames)
-        a = _as_action_tensor(actions, ndim=3)
-        if a.shape[0] != len(first_frames):
-            raise ValueError(f"{len(first_frames)} first frames but actions for {a.shape[0]} episodes")
         prev = torch.tensor([self.reset_action] * len(first_frames))
         origin = self.reset_origin.expand(len(prev), 2)
         out = np.empty((a.shape[0], a.shape[1], SCREEN, SCREEN, 3), dtype=np.uint8)

@@ -18,7 +18,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from infinipaint.errors import CommandError
+from infinipaint.errors import CheckpointError, CommandError
 
 from .config import TRAIN_PRESETS, TrainConfig, add_overrides, apply_overrides, apply_sets
 
@@ -100,7 +100,10 @@ def _init_from(model, directory: str | None, name: str) -> None:
         else:
             from infinipaint.models.dynamics import DynamicsConfig, initial_state
 
-            state = initial_state(model, state, _from_dict(DynamicsConfig, read_info(directory, name)["config"], directory))
+            try:
+                state = initial_state(model, state, _from_dict(DynamicsConfig, read_info(directory, name)["config"], directory))
+            except ValueError as e:
+                raise CheckpointError(f"{directory}: {e}") from None
         load_state_strict(model, state, source=str(Path(directory) / f"{name}.safetensors"))
 
 

@@ -11,6 +11,11 @@ is complete) and `model/` (the exported weights: `<name>.safetensors` + `<name>.
 The batch drawn at step s and every random draw inside step s are seeded by (seed, s, rank), so a
 killed run resumed from its checkpoint continues exactly as if it had never stopped. Under
 `torchrun` the same command trains with DistributedDataParallel (one process per GPU or CPU rank).
+
+Testing hook: with `INFINIPAINT_STOP_AT_STEP=k` in the environment, every process of a run exits
+at once right after step k's checkpoint (`os._exit(STOPPED_EXIT)`: no cleanup, no final
+validation, as if it had been killed there), so a test can stop a run at a step of its choosing
+and check that `--resume` continues it bit for bit. Unset (or 0), nothing changes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -36,6 +42,8 @@ from infinipaint.precision import PRECISIONS, resolve_bf16
 from .config import TrainConfig
 
 STATE_FORMAT = 1
+STOP_AT_STEP = "INFINIPAINT_STOP_AT_STEP"  # testing hook (see the module docstring)
+STOPPED_EXIT = 137  # the exit status of a run stopped by that hook: a shell's for a SIGKILLed process
 
 
 class TrainingError(InfinipaintError):
@@ -97,6 +105,27 @@ def runtime(cfg: TrainConfig) -> Runtime:
     # "auto": bf16 autocast is slower than fp32 where the hardware emulates it
     precision = "bf16" if resolve_bf16(PRECISIONS[cfg.precision], device) else "fp32"
     return Runtime(device, precision, cfg.channels_last, rank, world_size)
+
+
+def _stop_at_step(cfg: TrainConfig) -> int:
+    """The step of the testing hook `STOP_AT_STEP` (0: none); CommandError unless it is a step the
+    run checkpoints."""
+    text = os.environ.get(STOP_AT_STEP, "").strip()
+    if not text or text == "0":
+        return 0
+    if not text.isdigit() or int(text) % cfg.ckpt_every and int(text) != cfg.steps:
+        raise CommandError(f"{STOP_AT_STEP}={text!r}: must be a step the run checkpoints (a multiple of "
+                           f"ckpt_every = {cfg.ckpt_every}, or the last step {cfg.steps}); unset it to train normally")
+    return int(text)
+
+
+def _any_rank(flag: bool, rt: "Runtime") -> bool:
+    """`flag` on any rank (all ranks agree, so they stop at the same step); `flag` in one process."""
+    if rt.world_size == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=rt.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -346,19 +375,25 @@ def train(
         pin_memory=rt.device.type == "cuda",
     )
 
+    stop_at = _stop_at_step(cfg)
+
     def checkpoint(step: int) -> None:
-        if not rt.is_main:
-            return
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
+        if not all(torch.isfinite(p).all() for p in model.parameters()):  # every rank: they hold the same weights
             raise TrainingError(f"weights are not finite at step {step}; stopped. The last good "
                                 f"checkpoint ({ckpt}) is kept; resume with a lower --lr")
-        save_state(ckpt, {
-            "format": STATE_FORMAT, "component": name, "step": step, "elapsed": elapsed,
-            "model_config": _config_dict(model.config), "train_config": cfg.to_dict(),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        })
-        save_weights(model, out / "model", name, _config_dict(model.config),
-                     {"step": step, "train_seconds": round(elapsed, 1), **(meta or {})})
+        if rt.is_main:
+            save_state(ckpt, {
+                "format": STATE_FORMAT, "component": name, "step": step, "elapsed": elapsed,
+                "model_config": _config_dict(model.config), "train_config": cfg.to_dict(),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            })
+            save_weights(model, out / "model", name, _config_dict(model.config),
+                         {"step": step, "train_seconds": round(elapsed, 1), **(meta or {})})
+        if step == stop_at:  # the testing hook: "killed" right after this checkpoint, once rank 0 has written it
+            if rt.world_size > 1:
+                torch.distributed.barrier()
+            print(f"{STOP_AT_STEP}={stop_at}: stopped after the checkpoint of step {step}", file=sys.stderr, flush=True)
+            os._exit(STOPPED_EXIT)
 
     def validate(step: int) -> dict[str, float]:
         if val_set is None or len(val_set) == 0:
@@ -429,7 +464,7 @@ def train(
                 break
             if cfg.val_every and done % cfg.val_every == 0:
                 val_logs = validate(done)
-            out_of_time = cfg.time_limit > 0 and now - t_begin > cfg.time_limit * 60
+            out_of_time = cfg.time_limit > 0 and _any_rank(now - t_begin > cfg.time_limit * 60, rt)
             if out_of_time and not (cfg.val_every and done % cfg.val_every == 0):
                 val_logs = validate(done)  # a stopped run says where it stands
             if done % cfg.ckpt_every == 0 or out_of_time:
