@@ -7,7 +7,7 @@
 A recipe is a list of ordinary `infinipaint` commands: record the datasets (`generate`, into
 `--data`, default `data/`), train the VAE, train the dynamics network on the VAE's latents (its
 latent cache is built on the way), evaluate the result. Before it starts it prints every command
-and an estimate of its time, measured on a 2-core CPU (each step's share of it is known). Each
+and an estimate of its time on an idle 2-core CPU (from measured step rates). Each
 command is printed again as it runs. A step whose output is complete is skipped and a training run
 that was stopped is continued (`--resume`), so the same line run again after a kill or a reboot
 goes on where it stopped. The world model is the last training run's `model/` folder: give it to
@@ -34,7 +34,8 @@ class Step:
     keeps finished shards and makes the rest), "train" (done when its run folder's model has all
     the run's steps; resumed when the folder holds a checkpoint), "evaluate" (done when its
     `metrics.json` is newer than the model it evaluates). `args` may name `{data}` (the dataset
-    root) and `{out}` (the recipe's folder). `minutes`: its time on a 2-core CPU, measured."""
+    root) and `{out}` (the recipe's folder). `minutes`: its time on an idle 2-core CPU, estimated from
+    measured step rates."""
 
     name: str
     kind: str
