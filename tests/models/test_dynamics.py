@@ -169,21 +169,28 @@ def test_channel_norm_normalises_each_position_over_its_channels():
     assert torch.allclose(ChannelNorm()(h), (h - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
 
 
-def test_drag_origin_input_starts_from_a_trained_net_and_is_learned():
+def grown_net(field, **base_fields):
+    """(a trained-looking tiny net, the same net with `field` on started from it by `initial_state`,
+    a latent, two actions and a drag origin) for the tests of new inputs."""
     from infinipaint.models.dynamics import initial_state
-    from infinipaint.models.encoding import drag_origins
 
     torch.manual_seed(0)
     base = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
-                          train_crop=16, unroll=2, context=8)
+                          train_crop=16, unroll=2, context=8, **base_fields)
     old = LatentCNN(base)
     torch.nn.init.normal_(old.head.weight, std=0.1)
-    new = LatentCNN(DynamicsConfig(**{**base.to_dict(), "drag_origin": True}))
+    new = LatentCNN(DynamicsConfig(**{**base.to_dict(), field: True}))
     new.load_state_dict(initial_state(new, old.state_dict(), base))
     old.eval(), new.eval()
     z = torch.randn(2, 16, 56, 56)
     prev, act = torch.tensor([[100, 100, 1], [60, 60, 0]]), torch.tensor([[104, 100, 1], [60, 64, 1]])
-    origin = torch.tensor([[10, 12], [60, 64]])
+    return old, new, z, prev, act, torch.tensor([[10, 12], [60, 64]])
+
+
+def test_drag_origin_input_starts_from_a_trained_net_and_is_learned():
+    from infinipaint.models.encoding import drag_origins
+
+    old, new, z, prev, act, origin = grown_net("drag_origin")
     planes = new.action_input(prev, act, origin=origin)
     assert planes.shape == (2, 5, 56, 56)
     with torch.no_grad():  # zero weights on the new input: the trained net's outputs
@@ -220,17 +227,7 @@ def test_offset_planes_give_the_cursor_to_the_pixel_from_every_cell():
 def test_cursor_offsets_start_from_a_trained_net_and_are_learned():
     from infinipaint.models.dynamics import initial_state
 
-    torch.manual_seed(0)
-    base = DynamicsConfig(preset="tiny", hidden=16, blocks=1, action_features=8, groups=4, norm="channel",
-                          train_crop=16, unroll=2, context=8, drag_origin=True)
-    old = LatentCNN(base)
-    torch.nn.init.normal_(old.head.weight, std=0.1)
-    new = LatentCNN(DynamicsConfig(**{**base.to_dict(), "cursor_offsets": True}))
-    new.load_state_dict(initial_state(new, old.state_dict(), base))
-    old.eval(), new.eval()
-    z = torch.randn(2, 16, 56, 56)
-    prev, act = torch.tensor([[100, 100, 1], [60, 60, 0]]), torch.tensor([[104, 100, 1], [60, 64, 1]])
-    origin = torch.tensor([[10, 12], [60, 64]])
+    old, new, z, prev, act, origin = grown_net("cursor_offsets", drag_origin=True)
     planes = new.action_input(prev, act, origin=origin)
     assert planes.shape == (2, 9, 56, 56)
     with torch.no_grad():  # zero weights on the new input: the trained net's outputs, its context reading the origin
