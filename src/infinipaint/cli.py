@@ -11,6 +11,8 @@
     infinipaint bench [minipaint] [--model DIR]
     infinipaint demo --out DIR
     infinipaint recipe tiny|cpu --out runs/NAME
+    infinipaint export onnx|web --model DIR --out DIR
+    infinipaint serve SITE
 
 Each stage registers its own subcommands (`register(subparsers)` in its `commands` module) and
 imports heavy dependencies (torch) only when its command runs, so `--help` stays instant.
@@ -31,6 +33,8 @@ COMMAND_MODULES = (
     "infinipaint.evaluation.commands",
     "infinipaint.viewer.commands",
     "infinipaint.recipes",
+    "infinipaint.export",
+    "infinipaint.web.commands",
 )
 
 

@@ -1,6 +1,6 @@
 """`infinipaint recipe tiny|cpu`: a world model from nothing, in one command.
 
-    infinipaint recipe tiny --out runs/tiny              # about 5 minutes on a 2-core CPU
+    infinipaint recipe tiny --out runs/tiny              # about 10 minutes on a 2-core CPU
     infinipaint recipe cpu --out runs/cpu                # the recipe of the shipped weights/cpu: hours
     infinipaint recipe cpu --out runs/cpu --dry-run      # the commands and the time estimate only
 
@@ -80,13 +80,13 @@ RECIPES: dict[str, tuple[str, tuple[Step, ...]]] = {
                 "train", "vae", "--data", "{data}/tiny", "--preset", "tiny", "--out", "{out}/vae",
                 "--model-set", "latent=fsq", "--model-set", "output=palette", "--model-set", "encoder_kernel=1",
                 "--model-set", "channels=[32]", "--model-set", "train_crop=112",
-                "--steps", "1000", "--batch-size", "16", "--val-every", "500"), 1.5),
+                "--steps", "1000", "--batch-size", "16", "--val-every", "500"), 3.0),
             Step("train the dynamics", "train", (
                 "train", "dynamics", "--data", "{data}/tiny", "--vae", "{out}/vae", "--preset", "tiny",
                 "--model-set", "hidden=32", "--model-set", "blocks=2", "--model-set", "groups=8",
                 "--model-set", "dilations=[1,2]", "--model-set", "context=32", "--model-set", "norm=channel",
-                "--model-set", "train_crop=24", "--model-set", "unroll=2",
-                "--out", "{out}/dynamics", "--steps", "1000", "--batch-size", "16", "--val-every", "500"), 2.5),
+                "--model-set", "train_crop=24", "--model-set", "unroll=2", "--model-set", "keep_margin=2",
+                "--out", "{out}/dynamics", "--steps", "1000", "--batch-size", "16", "--val-every", "500"), 5.5),
             Step("evaluate", "evaluate", (
                 "evaluate", "--model", "{out}/dynamics", "--data", "{data}/tiny", "--split", "test", "--episodes", "4",
                 "--max-steps", "150", "--ceiling-every", "0", "--out", "{out}/eval"), 0.5),

@@ -22,8 +22,8 @@ from hypothesis.extra import numpy as hnp
 
 from infinipaint.cli import main
 from infinipaint.errors import CheckpointError, DataError
-from infinipaint.evaluation import rollout as rollout_module
-from infinipaint.evaluation.rollout import MAX_SAMPLES, read_actions
+from infinipaint import action_files as rollout_module
+from infinipaint.action_files import MAX_SAMPLES, read_actions
 from infinipaint.minipaint import Minipaint
 from infinipaint.models import vae as vae_files
 from infinipaint.models import world_model as world_model_module

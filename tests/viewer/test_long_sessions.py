@@ -314,7 +314,7 @@ def test_a_screenshot_pygame_cannot_write_is_reported(monkeypatch, tmp_path, scr
 
 
 def test_a_session_too_long_to_replay_is_saved_with_a_warning(monkeypatch, tmp_path, script):
-    from infinipaint.evaluation import rollout
+    from infinipaint import action_files as rollout
 
     monkeypatch.setattr(rollout, "MAX_SAMPLES", 20)
     dream = Dream(MinipaintModel(), scale=1, realtime=False, mouse=False)

@@ -409,3 +409,54 @@ def bench_soak(wm: Any, minutes: float, save_dir: str | Path | None = None, thre
                  "gif_seconds": dream.gif_seconds, "save_frames": save_frames},
         "threads": threads,
     }
+
+
+def bench_onnx(model_dir: str | Path, frames: np.ndarray, stream: np.ndarray, repeats: int = 20, warmup: int = 3,
+               threads: int | None = None) -> dict[str, Any]:
+    """The ONNX export of `model_dir` through onnxruntime beside the PyTorch model, in one run:
+    per-stage latency at batch 1 (encode, one dynamics step, decode, full step = step + decode),
+    PyTorch fp32 and with automatic precision, onnxruntime fp32; the export's time and sizes; and
+    the share of identical pixels, onnxruntime against PyTorch fp32, over the steps of `stream`."""
+    import tempfile
+
+    from infinipaint.export import export_onnx
+    from infinipaint.models.world_model import WorldModel
+    from infinipaint.onnx_backend import OnnxWorldModel
+
+    cpu = torch.device("cpu")
+    steps = [tuple(int(v) for v in a) for a in stream[1:]]
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        info = export_onnx(model_dir, tmp)
+        export_s = time.perf_counter() - started
+        ox = OnnxWorldModel.load(tmp, threads=threads or torch.get_num_threads())
+        out: dict[str, Any] = {"export_s": export_s, "files_mib": {k: f["bytes"] / 2**20 for k, f in info["files"].items()}}
+        z1 = ox.encode(frames[:1])
+        origins = drag_origins(stream)
+        i, j = iter(range(1 << 30)), iter(range(1 << 30))
+
+        def one_step() -> None:
+            k = next(j) % (len(stream) - 1)
+            ox.advance(z1, stream[k], stream[k + 1], origins[k : k + 1])
+
+        ox.reset(frames[0])
+        out["onnxruntime"] = {
+            "encode": time_calls(lambda: ox.encode(frames[:1]), repeats, warmup, cpu),
+            "dynamics": time_calls(one_step, repeats, warmup, cpu),
+            "decode": time_calls(lambda: ox.decode(z1), repeats, warmup, cpu),
+            "full_step": time_calls(lambda: ox.step(steps[next(i) % len(steps)]), repeats, warmup, cpu),
+        }
+        for name, bf16 in (("torch_fp32", False), ("torch_auto", None)):
+            wm = WorldModel.load(model_dir, bf16=bf16)
+            timed = bench_world_model(wm, frames, stream, batch=1, repeats=repeats, warmup=warmup, stream=stream)
+            out[name] = {"bf16": wm.bf16, **{k: timed[k] for k in ("encode", "dynamics", "decode", "full_step",
+                                                                    "full_step_whole_decode")}}
+        fp32 = WorldModel.load(model_dir, bf16=False)
+        same = []
+        a, b = fp32.reset(frames[0]), ox.reset(frames[0])
+        same.append(float((a == b).all(axis=-1).mean()))
+        for s in steps:
+            same.append(float((fp32.step(s) == ox.step(s)).all(axis=-1).mean()))
+        out["identical_pixels"] = {"steps": len(steps), "mean": float(np.mean(same)), "min": float(np.min(same)),
+                                   "steps_all_identical": float(np.mean(np.asarray(same) == 1.0))}
+    return out

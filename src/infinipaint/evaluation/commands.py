@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", default="default",
                    help="Minipaint layout by name (a key of minipaint.LAYOUTS): the truth, and the layout "
                         "--start's toolbar is read on")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="torch: the model folder in PyTorch, scored by the evaluation harness; onnx: an "
+                        "`infinipaint export onnx` folder through onnxruntime, without torch (exact pixels and PSNR "
+                        "against Minipaint, and the step time)")
     _runtime(p)
     p.set_defaults(func=cmd_rollout)
 
@@ -67,10 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_reference)
 
     p = sub.add_parser("bench", help="time Minipaint, the world model and training; or soak the viewer")
-    p.add_argument("target", nargs="?", default="all", choices=["all", "minipaint", "model", "soak"],
-                   help="all; only Minipaint; Minipaint + world-model latency without training; or soak: a long "
-                        "headless real-time viewer session and its save (RSS every minute, fps, latency, save "
-                        "time and peak memory)")
+    p.add_argument("target", nargs="?", default="all", choices=["all", "minipaint", "model", "onnx", "soak"],
+                   help="all; only Minipaint; Minipaint + world-model latency without training; onnx: the model "
+                        "exported to ONNX, its onnxruntime latency beside PyTorch's and the share of identical pixels; "
+                        "or soak: a long headless real-time viewer session and its save (RSS every minute, fps, "
+                        "latency, save time and peak memory)")
     p.add_argument("--model", help="world-model directory or run folder (default: weights/cpu, unless --preset is given)")
     p.add_argument("--preset", default=None, choices=["tiny", "cpu", "paper"],
                    help="time an untrained model of this architecture instead of --model; training batch sizes "
@@ -167,10 +172,13 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def cmd_rollout(args: argparse.Namespace) -> int:
     from infinipaint.minipaint import LAYOUTS
 
-    from .rollout import rollout
-
     if args.layout not in LAYOUTS:
         raise CommandError(f"unknown layout {args.layout!r}; known: {', '.join(LAYOUTS)}")
+    if args.backend == "onnx":
+        return rollout_onnx(args)
+
+    from .rollout import rollout
+
     _set_threads(args.threads)
     m = rollout(args.model, args.actions, out=args.out, raw=args.raw, start=args.start, save_frames=args.save_frames,
                 device=args.device, bf16=_bf16(args), progress=not args.quiet, window=args.window,
@@ -178,6 +186,24 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     n = len(m["steps"])
     print(f"{n} steps: SSIM step 1 {m['ssim'][0]:.4f}, last {m['ssim'][-1]:.4f}; PSNR step 1 {m['psnr'][0]:.1f} dB, "
           f"last {m['psnr'][-1]:.1f} dB; exact share last {m['exact_share'][-1]:.3f}; written to {args.out}")
+    return 0
+
+
+def rollout_onnx(args: argparse.Namespace) -> int:
+    """`rollout --backend onnx`: onnxruntime on an exported folder; torch is never imported."""
+    from infinipaint.onnx_backend import rollout_onnx
+
+    given = [flag for flag, on in (("--start", args.start), ("--device", args.device != "auto"), ("--fp32", args.fp32),
+                                   ("--window", args.window is not None), ("--keep-margin", args.keep_margin is not None)) if on]
+    if given:
+        raise CommandError(f"{', '.join(given)}: not with --backend onnx (an export runs fp32 on the CPU, with the window "
+                           "and keep margin it was exported with; `infinipaint export onnx --window/--keep-margin`)")
+    m = rollout_onnx(args.model, args.actions, out=args.out, raw=args.raw, save_frames=args.save_frames,
+                     layout=args.layout, threads=args.threads or None, progress=not args.quiet)
+    ms = sorted(m["step_ms"])
+    print(f"{len(m['steps'])} steps (onnxruntime): exact share step 1 {m['exact_share'][0]:.4f}, last "
+          f"{m['exact_share'][-1]:.4f}; PSNR last {m['psnr'][-1]:.1f} dB; step + decode median {ms[len(ms) // 2]:.1f} ms; "
+          f"written to {args.out}")
     return 0
 
 
@@ -202,7 +228,16 @@ def bench(args: argparse.Namespace) -> int:
     bf16 = resolve_bf16(_bf16(args), device)
     results: dict = {**b.environment(device), "bf16": bf16}
     results["minipaint_step"] = b.bench_minipaint(episodes=args.episodes)
-    if args.target != "minipaint":
+    if args.target == "onnx":
+        from infinipaint.viewer.commands import DEFAULT_MODEL
+
+        if args.preset or device.type != "cpu":
+            raise CommandError("bench onnx times a trained --model on the CPU (no --preset, --device cpu)")
+        frames, _ = b.bench_frames()
+        results["onnx"] = {"model": str(args.model or DEFAULT_MODEL),
+                           **b.bench_onnx(args.model or DEFAULT_MODEL, frames, b.bench_stream(), args.repeats,
+                                          threads=args.threads or None)}
+    elif args.target != "minipaint":
         wm, source = _bench_model(args, device)
         frames, actions = b.bench_frames()
         results["world_model"] = {"source": source, **b.bench_world_model(wm, frames, actions, args.batch, args.repeats,
@@ -317,6 +352,22 @@ def _bench_text(r: dict) -> str:
         t = w["throughput"]
         lines.append(f"  dynamics + decode at batch {t['batch']}: {t['median_ms']:.1f} ms, {t['frames_per_s']:.0f} frames/s "
                      f"({q['throughput_per_frame']:.0f}x Minipaint per frame)")
+    if "onnx" in r:
+        o = r["onnx"]
+        lines.append(f"ONNX export of {o['model']}: {o['export_s']:.1f} s, "
+                     + ", ".join(f"{k} {v:.2f} MiB" for k, v in o["files_mib"].items()))
+        lines.append(f"  {'batch 1, median ms':<22}" + "".join(f"{k:>12}" for k in ("encode", "dynamics", "decode", "full_step")))
+        for name in ("onnxruntime", "torch_fp32", "torch_auto"):
+            label = name + (f" (bf16 {o[name]['bf16']})" if name == "torch_auto" else "")
+            lines.append(f"  {label:<22}" + "".join(f"{o[name][k]['median_ms']:12.2f}"
+                                                  for k in ("encode", "dynamics", "decode", "full_step")))
+        lines.append(f"  PyTorch full step decoding whole frames (as onnxruntime does): fp32 "
+                     f"{o['torch_fp32']['full_step_whole_decode']['median_ms']:.2f} ms, auto "
+                     f"{o['torch_auto']['full_step_whole_decode']['median_ms']:.2f} ms")
+        px = o["identical_pixels"]
+        lines.append(f"  identical pixels, onnxruntime against PyTorch fp32, over {px['steps']} steps: mean "
+                     f"{100 * px['mean']:.4f} %, least {100 * px['min']:.4f} %, steps all identical "
+                     f"{100 * px['steps_all_identical']:.2f} %")
     for k, v in r.get("training", {}).items():
         lines.append(f"training {k}: {v['samples_per_s']:.1f} samples/s (batch {v['batch']}, "
                      f"{v['step_ms_median']:.0f} ms per step)")

@@ -9,10 +9,9 @@
 The action file is `{"actions": [[x, y, down], ...]}`: raw pointer events in 224-pixel
 coordinates, passed through `ActionStream` (dead zone, 12-px sub-steps, idle step at a release)
 unless `--raw`, which takes them as model steps as they are; every value a whole JSON number
-(`1` or `1.0`; not `1.5`, `true`, NaN or a string). A file may hold up to `MAX_SAMPLES` entries
-(5.6 hours at 80 ms) in `MAX_BYTES`: a longer or bigger one is refused before it is parsed, so a
-hostile file cannot take the memory (`infinipaint dream` warns when it saves a longer session).
-The truth is Minipaint
+(`1` or `1.0`; not `1.5`, `true`, NaN or a string), read with bounds (`infinipaint.action_files`).
+With `--backend onnx` the model is an ONNX export run by onnxruntime, without torch
+(`infinipaint.onnx_backend`). The truth is Minipaint
 on `--layout` (default "default"; every score is taken on that layout, named in metrics.json) stepped with those
 steps, the prediction the WorldModel's rolling latent (the first frame encoded once, then
 `advance` and `decode` per step: what `WorldModel.reset`/`step` do in the viewer). `metrics.json` has the evaluation's per-step keys
@@ -31,7 +30,6 @@ ground truth to compare against.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,66 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from infinipaint.action_files import read_actions
 from infinipaint.errors import DataError
-from infinipaint.minipaint import SCREEN, Layout, Minipaint, MinipaintState, get_layout, validate_action
+from infinipaint.minipaint import SCREEN, Layout, Minipaint, MinipaintState, get_layout
 
 from .evaluate import Episodes, Keep, load_model, model_info, run
 from .scoring import Tracker, read_toolbar
-
-
-MAX_SAMPLES = 250_000  # entries of an action file: 5.6 hours of 80-ms samples (a 2-hour session has 90,000)
-MAX_BYTES = 64 * MAX_SAMPLES + 2**20  # room for 64 bytes an entry (JSON indented 4) and a header
-
-
-def read_actions(path: str | Path) -> list[tuple[int, int, int]]:
-    """Parse and validate an action file; DataError naming the file and the bad entry's index.
-    At most MAX_BYTES are read and MAX_SAMPLES entries parsed: a bigger file is refused first."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)  # a bounded read: /dev/zero or a FIFO cannot fill the memory
-    except OSError as e:
-        raise DataError(f"{path}: cannot read action file ({e.strerror})") from None
-    if len(data) > MAX_BYTES:
-        raise DataError(f"{path}: more than {MAX_BYTES / 2**20:.0f} MiB, too big for an action file, which holds at "
-                        f"most {MAX_BYTES / 2**20:.0f} MiB and {_limit()}: split it")
-    if data.count(b"[") > MAX_SAMPLES + 1:  # every entry opens a bracket: count them before parsing
-        raise DataError(f"{path}: more than {MAX_SAMPLES:,} entries, too long for an action file, which holds at "
-                        f"most {_limit()}: split it")
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and integers of over 4,300 digits
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    except RecursionError:
-        raise DataError(f"{path}: not an action file (JSON nested too deeply)") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("actions"), list):
-        raise DataError(f'{path}: expected an object {{"actions": [[x, y, down], ...]}}')
-    if not doc["actions"]:
-        raise DataError(f"{path}: the action list is empty")
-    out = []
-    for i, entry in enumerate(doc["actions"]):
-        if not isinstance(entry, list):
-            raise DataError(f"{path}: entry {i}: expected [x, y, down], got {_show(entry)}")
-        # validate_action's rules (whole numbers, 1.0 as 1), but a JSON true, null or string is refused
-        bad = [v for v in entry if isinstance(v, bool) or not isinstance(v, (int, float))] if len(entry) == 3 else []
-        try:
-            if bad:
-                raise ValueError(f"values must be whole numbers, got {_show(bad[0])}")
-            out.append(validate_action(entry))
-        except ValueError as e:
-            raise DataError(f"{path}: entry {i} ({_show(entry)}): {e}") from None
-    return out
-
-
-def _limit() -> str:
-    """The length limit of an action file, in words."""
-    return f"{MAX_SAMPLES:,} samples ({MAX_SAMPLES * 0.08 / 3600:.1f} hours at 80 ms)"
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A JSON value for an error message, cut to `limit` characters."""
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def read_start(path: str | Path, layout: str | Layout = "default") -> tuple[np.ndarray, MinipaintState]:

@@ -339,12 +339,15 @@ class LatentCNN(nn.Module):
         else:
             a = self.a_features(planes)  # (B, action_features, h, w)
         norms = []
+        exporting = torch.compiler.is_exporting()  # an exported graph (ONNX) has no diagnostics
         # Inference: every AdaGN's scale/shift from one convolution (eight small ones cost more).
         ada = self.ada_inputs(a) if not self.training else [None] * len(self.blocks)
         for block, scale_shift in zip(self.blocks, ada):
             h = block(h, a, scale_shift)
-            norms.append(h.detach().float().pow(2).mean().sqrt())
-        self.block_norms = [float(n) for n in norms] if not self.training else []
+            if not (self.training or exporting):
+                norms.append(h.detach().float().pow(2).mean().sqrt())
+        if not exporting:
+            self.block_norms = [float(n) for n in norms]
         return F.silu(self.out_norm(h))
 
     def ada_inputs(self, a: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -44,6 +44,7 @@ from . import vae as vae_files
 from .checkpoint import load_state_strict, load_weights, read_info
 from .dynamics import DynamicsConfig, LatentCNN
 from .encoding import check_action, drag_origins, next_origins
+from .redraw import redraw_box
 from .vae import VAE
 
 DYNAMICS = "dynamics"
@@ -60,6 +61,13 @@ def load_dynamics(directory: str | Path, map_location: str | torch.device = "cpu
     model = LatentCNN(config)
     load_state_strict(model, state, source=str(Path(directory) / "dynamics.safetensors"))
     return model.to(map_location).eval()
+
+
+def window_corner(prev: torch.Tensor, action: torch.Tensor, grid: int, window: int) -> torch.Tensor:
+    """(B, 2) latent (x0, y0) of the `window` x `window` cells a step runs on: centred between the
+    two cursors (prev, action: (B, 3) screen-pixel steps), kept inside the `grid` x `grid` latent."""
+    centre = ((prev[:, :2] + action[:, :2]).float() / 2 + 0.5) / (SCREEN / grid) - 0.5  # latent (x, y)
+    return (centre - window / 2).round().clamp(0, grid - window).long()
 
 
 def _check_frames(frames: np.ndarray, ndim: int, empty: bool = False) -> np.ndarray:
@@ -250,9 +258,8 @@ class WorldModel:
         with self._autocast():
             if not 0 < w < n:
                 return self.dynamics.step(z, planes).float()
-            centre = ((prev[:, :2] + action[:, :2]).float() / 2 + 0.5) / (SCREEN / n) - 0.5  # latent (x, y)
-            x0 = (centre[:, 0] - w / 2).round().clamp(0, n - w).long().tolist()
-            y0 = (centre[:, 1] - w / 2).round().clamp(0, n - w).long().tolist()
+            corner = window_corner(prev, action, n, w)
+            x0, y0 = corner[:, 0].tolist(), corner[:, 1].tolist()
 
             def crop(t: torch.Tensor) -> torch.Tensor:
                 parts = [t[i, :, y : y + w, x : x + w] for i, (x, y) in enumerate(zip(x0, y0))]
@@ -298,11 +305,10 @@ class WorldModel:
         if len(ys) == 0:  # the last frame as it is (never written to; `step` hands out copies)
             return self.frame
         # Cells whose pixels may change, then the window that holds their whole receptive field.
-        py0, py1 = max(int(ys.min()) - r, 0), min(int(ys.max()) + 1 + r, n)
-        px0, px1 = max(int(xs.min()) - r, 0), min(int(xs.max()) + 1 + r, n)
-        wy0, wy1, wx0, wx1 = max(py0 - r, 0), min(py1 + r, n), max(px0 - r, 0), min(px1 + r, n)
-        if (wy1 - wy0) * (wx1 - wx0) > 0.6 * n * n:  # most of the map: one whole decode is as cheap
+        box = redraw_box((int(ys.min()), int(ys.max())), (int(xs.min()), int(xs.max())), r, n)
+        if box is None:  # most of the map: one whole decode is as cheap
             return self.decode(new)[0]
+        (py0, py1, px0, px1), (wy0, wy1, wx0, wx1) = box
         tile = self.decode(new[:, :, wy0:wy1, wx0:wx1])[0]
         s = SCREEN // n  # pixels per latent cell
         frame = self.frame.copy()

@@ -140,7 +140,7 @@ def dream(args: argparse.Namespace) -> int:
     session_environment()
 
     from infinipaint.evaluation.evaluate import check_model_dir, pick_device
-    from infinipaint.evaluation.rollout import read_actions
+    from infinipaint.action_files import read_actions
     from infinipaint.models.world_model import WorldModel
 
     from .dream import MIN_QUEUE, Dream

@@ -40,7 +40,7 @@ Keys (the bottom line of the window repeats them):
              --gif-seconds 0 or --save-frames). A save that fails after actions.json (a full disk,
              a screenshot pygame cannot write) says so on the status line, naming the files it
              wrote; the session goes on. A session of more samples than `rollout --actions` and
-             `--replay` read (`evaluation.rollout.MAX_SAMPLES`, 5.6 hours) is saved whole, with a
+             `--replay` read (`action_files.MAX_SAMPLES`, 5.6 hours) is saved whole, with a
              warning on the status line (`Dream.warning`; `infinipaint dream` prints it).
     q/Esc    quit
 
@@ -336,7 +336,7 @@ class Dream:
         frames.npz of the whole session. Every file appears complete or not at all; memory stays
         at a few frames whatever the session's length. `self.written` names the files done;
         `self.warning` says when the session is longer than `read_actions` takes back."""
-        from infinipaint.evaluation.rollout import MAX_SAMPLES
+        from infinipaint.action_files import MAX_SAMPLES
 
         from .gif import GifWriter
 
