@@ -32,6 +32,14 @@ def test_a_folder_that_is_not_a_model_is_refused_clearly(tmp_path):
     assert not (tmp_path / "out" / "model.json").exists()
 
 
+def test_a_model_of_an_unknown_format_is_refused(tmp_path):
+    shutil.copytree(WEIGHTS, tmp_path / "model")
+    info = json.loads((tmp_path / "model" / "dynamics.json").read_text())
+    (tmp_path / "model" / "dynamics.json").write_text(json.dumps({**info, "format": "another-program/3"}))
+    with pytest.raises(CheckpointError, match="format"):
+        export_onnx(tmp_path / "model", tmp_path / "out")
+
+
 def test_an_export_is_refused_where_a_folder_is_not_one(tmp_path):
     with pytest.raises(CheckpointError, match="export it first"):
         read_export(WEIGHTS)  # a PyTorch model folder
@@ -90,6 +98,11 @@ def test_a_tampered_export_is_refused(exported, tmp_path):
     with pytest.raises(CheckpointError, match="step.onnx: not the file model.json names"):
         OnnxWorldModel.load(copy)
     shutil.copy(exported[0] / "step.onnx", copy)
+    data = (copy / "encoder.onnx").read_bytes()
+    (copy / "encoder.onnx").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="encoder.onnx: not the file model.json names"):
+        read_export(copy)
+    shutil.copy(exported[0] / "encoder.onnx", copy)
     (copy / "decoder.onnx").unlink()
     with pytest.raises(CheckpointError, match="decoder.onnx: missing"):
         read_export(copy)
@@ -116,6 +129,36 @@ def test_rollout_with_the_onnx_backend_never_imports_torch(exported, tmp_path):
     assert frames["pred"].shape == frames["truth"].shape == (len(metrics["steps"]), 224, 224, 3)
     assert (frames["pred"][-1] != frames["pred"][0]).any()  # the stroke was drawn
     assert np.mean(metrics["exact_share"]) > 0.99
+
+
+def test_the_onnx_backend_and_action_files_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, infinipaint.onnx_backend, infinipaint.action_files, infinipaint.actions; "
+            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "NO TORCH"
+
+
+def test_bad_steps_are_refused_like_the_pytorch_model():
+    from infinipaint.models.stepping import check_step
+
+    for bad in [("1", 2, 1), (1.5, 2, 1), (True, 2, 1), (np.True_, 2, 1), (1, 2), (1, 2, 3), (224, 0, 0),
+                (10**400, 0, 0), iter([1, 2, 1]), np.array([1.0, 2.0, 1.0]), "abc"]:
+        with pytest.raises(ValueError):
+            check_step(bad, 224)
+    assert check_step(np.array([1, 2, 1]), 224) == (1, 2, 1) and check_step([0, 223, 0], 224) == (0, 223, 0)
+
+
+def test_an_export_refuses_to_write_into_a_foreign_folder(tmp_path):
+    from infinipaint.errors import CommandError
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(CommandError, match="not a folder of an ONNX export"):
+        export_onnx(WEIGHTS, tmp_path / "out")
+    with pytest.raises(CommandError, match="window must be"):
+        export_onnx(WEIGHTS, tmp_path / "new", window=-1)
 
 
 def test_torch_only_options_are_refused_with_the_onnx_backend(tmp_path):

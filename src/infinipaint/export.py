@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infinipaint.errors import CheckpointError
+from infinipaint.errors import CheckpointError, CommandError
 
 FORMAT, VERSION = "infinipaint-onnx", 1
 OPSET = 18
@@ -164,7 +164,17 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, window: int | None =
     if (model_dir / FORMAT_FILE).exists():
         raise CheckpointError(f"{model_dir}: already an ONNX export (model.json); export a PyTorch model folder "
                               "(vae.* + dynamics.*)")
-    wm = WorldModel.load(model_dir, device="cpu", bf16=False, window=window, keep_margin=keep_margin)
+    ours = {FORMAT_FILE, *(f"{g}.onnx" for g in GRAPHS)}
+    others = sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else []
+    if others or out.exists() and not out.is_dir():
+        raise CommandError(f"{out}: not a folder of an ONNX export ({'it holds ' + ', '.join(others[:3]) if others else 'a file'}); "
+                           "pick an empty or new folder")
+    try:
+        wm = WorldModel.load(model_dir, device="cpu", bf16=False, window=window, keep_margin=keep_margin)
+    except CheckpointError:
+        raise
+    except ValueError as e:  # a window or keep margin out of range
+        raise CommandError(str(e)) from None
     vae_info, dyn_info = read_info(model_dir, "vae"), read_info(model_dir, "dynamics")
     c, n = wm.vae.config.latent_channels, SCREEN // 4
     examples = {
@@ -196,7 +206,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, window: int | None =
     info = {
         "format": FORMAT, "version": VERSION, "screen": SCREEN, "grid": n, "latent_channels": c,
         "reset_action": list(wm.reset_action), "reset_origin": [int(v) for v in wm.reset_origin[0]],
-        "window": int(wm.window), "keep_margin": float(wm.dynamics.config.keep_margin), "opset": OPSET,
+        "window": int(wm.window) if 0 < wm.window < n else 0, "keep_margin": float(wm.dynamics.config.keep_margin), "opset": OPSET,
         "decode_radius": wm.decode_radius,
         "graphs": graphs, "files": files,
         "source": {"model": str(model_dir), "vae_sha256": vae_info["weights"]["sha256"],

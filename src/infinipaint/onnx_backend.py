@@ -11,10 +11,11 @@
 The same interface as `WorldModel` where it matters (reset, step, rollout; encode, decode, advance
 on numpy arrays), the graphs of `infinipaint.export` doing the work. Nothing here imports torch
 (tested): the folder and onnxruntime are all it needs. A step decodes only around the cells it
-changed, as `WorldModel.step` does (`infinipaint.models.redraw`).
+changed, as `WorldModel.step` does (`infinipaint.models.stepping`).
 
-The folder is checked before a session is made: model.json of the right format and version, and
-every file it names present with its size and sha256 (CheckpointError otherwise).
+The folder is checked before a session is made: model.json of the right format and version with
+its fields, and the three graphs present with the sizes and sha256 it names (CheckpointError
+otherwise, also for a graph onnxruntime cannot load).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from infinipaint.errors import CheckpointError, DataError
 from infinipaint.export import FORMAT, FORMAT_FILE, GRAPHS, VERSION, _sha256
-from infinipaint.models.redraw import redraw_box
+from infinipaint.models.stepping import check_step, redraw_box
 
 
 def read_export(directory: str | Path) -> dict[str, Any]:
@@ -51,7 +52,13 @@ def read_export(directory: str | Path) -> dict[str, Any]:
     if info.get("version") != VERSION:
         raise CheckpointError(f"{path}: export version {info.get('version')!r}; this Infinipaint reads version {VERSION}: "
                               "export the model again")
-    files = info.get("files", {})
+    kinds = {"screen": int, "grid": int, "latent_channels": int, "reset_action": list, "reset_origin": list,
+             "files": dict, "graphs": dict, "source": dict}
+    bad = [k for k, kind in kinds.items() if not isinstance(info.get(k), kind)]
+    if bad or len(info["reset_action"]) != 3 or len(info["reset_origin"]) != 2:
+        raise CheckpointError(f"{path}: malformed ({', '.join(bad) or 'reset_action / reset_origin'} missing or of the wrong "
+                              "type): export the model again")
+    files = info["files"]
     for name in (f"{g}.onnx" for g in GRAPHS):
         file, want = directory / name, files.get(name)
         if not isinstance(want, dict):
@@ -73,8 +80,13 @@ class OnnxWorldModel:
         if threads:
             options.intra_op_num_threads = int(threads)
         options.log_severity_level = 3  # errors only
-        self.sessions = {g: ort.InferenceSession(str(self.directory / f"{g}.onnx"), options,
-                                                 providers=["CPUExecutionProvider"]) for g in GRAPHS}
+        self.sessions = {}
+        for g in GRAPHS:
+            try:
+                self.sessions[g] = ort.InferenceSession(str(self.directory / f"{g}.onnx"), options,
+                                                        providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime's own errors: a graph it cannot load
+                raise CheckpointError(f"{self.directory / g}.onnx: not a loadable ONNX graph ({e})") from None
         self.screen = int(self.info["screen"])
         self.reset_action = tuple(int(v) for v in self.info["reset_action"])
         self.reset_origin = np.asarray([self.info["reset_origin"]], dtype=np.int64)
@@ -95,23 +107,13 @@ class OnnxWorldModel:
             raise ValueError(f"frames must be uint8 {'(B, ' if ndim == 4 else '('}{s}, {s}, 3), got {got}")
         return np.ascontiguousarray(frames)
 
-    def _check_step(self, action: Sequence[int]) -> tuple[int, int, int]:
-        try:
-            x, y, down = (int(v) for v in action)
-            ok = all(float(v) == int(v) and not isinstance(v, bool) for v in action)
-        except (TypeError, ValueError):
-            raise ValueError(f"an action is (x, y, down), 3 integers, got {action!r}") from None
-        if not ok or not (0 <= x < self.screen and 0 <= y < self.screen) or down not in (0, 1):
-            raise ValueError(f"action {tuple(action)} out of range: need integers 0 <= x, y < {self.screen} and down in {{0, 1}}")
-        return x, y, down
-
     # ------------------------------------------------------------------------------ graphs
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (B, 224, 224, 3) -> latent float32 (B, C, 56, 56)."""
         return self.sessions["encoder"].run(None, {"frames": self._check_frames(frames, 4)})[0]
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
-        """latent float32 (B, C, 56, 56) -> uint8 (B, 224, 224, 3)."""
+        """latent float32 (B, C, h, w), the whole latent or a window of it -> uint8 (B, 4h, 4w, 3)."""
         return self.sessions["decoder"].run(None, {"latent": np.ascontiguousarray(latent, dtype=np.float32)})[0]
 
     def advance(self, latent: np.ndarray, prev: Sequence[int], action: Sequence[int],
@@ -136,7 +138,7 @@ class OnnxWorldModel:
         """Advance by one ActionStream step and return the decoded frame."""
         if self.latent is None:
             raise RuntimeError("call reset(frame) before step()")
-        action = self._check_step(action)
+        action = check_step(action, self.screen)
         nxt, self.origin = self.advance(self.latent, self.prev_action, action, self.origin)
         self.frame = self._redraw(self.latent, nxt)
         self.latent, self.prev_action = nxt, action
@@ -144,7 +146,7 @@ class OnnxWorldModel:
 
     def _redraw(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         """The frame of latent `new`, given `self.frame` = the frame of `old`: with a local decoder
-        only the cells around those that changed are decoded (`models.redraw`, as `WorldModel.step`)."""
+        only the cells around those that changed are decoded (`models.stepping`, as `WorldModel.step`)."""
         r, n = self.info.get("decode_radius"), new.shape[-1]
         if r is None or self.frame is None:
             return self.decode(new)[0]
@@ -167,6 +169,9 @@ class OnnxWorldModel:
         actions = np.asarray(actions)
         if actions.ndim != 3 or actions.shape[-1] != 3 or len(actions) != len(first_frames):
             raise ValueError(f"actions must be (B, T, 3) for {len(first_frames)} first frames, got {actions.shape}")
+        for episode in actions:  # every step checked before any work
+            for a in episode:
+                check_step(a, self.screen)
         out = np.empty((*actions.shape[:2], self.screen, self.screen, 3), dtype=np.uint8)
         for b in range(len(first_frames)):
             self.reset(first_frames[b])
@@ -210,7 +215,7 @@ def rollout_onnx(model_dir: str | Path, actions_file: str | Path, out: str | Pat
     metrics = {
         "backend": "onnx", "steps": list(range(1, len(steps) + 1)), "exact_share": exact, "psnr": psnr,
         "step_ms": [1000 * t for t in times], "actions": [list(s) for s in steps],
-        "model": {"dir": str(model_dir), **{k: wm.info[k] for k in ("source", "window", "keep_margin", "exported")}},
+        "model": {"dir": str(model_dir), **{k: wm.info.get(k) for k in ("source", "window", "keep_margin", "exported")}},
         "data": {"actions": str(actions_file), "raw": raw, "events": len(events), "layout": app.layout.name},
     }
     out = Path(out)

@@ -457,6 +457,6 @@ def bench_onnx(model_dir: str | Path, frames: np.ndarray, stream: np.ndarray, re
         same.append(float((a == b).all(axis=-1).mean()))
         for s in steps:
             same.append(float((fp32.step(s) == ox.step(s)).all(axis=-1).mean()))
-        out["identical_pixels"] = {"steps": len(steps), "mean": float(np.mean(same)), "min": float(np.min(same)),
+        out["identical_pixels"] = {"frames": len(same), "mean": float(np.mean(same)), "min": float(np.min(same)),
                                    "steps_all_identical": float(np.mean(np.asarray(same) == 1.0))}
     return out

@@ -227,12 +227,14 @@ def bench(args: argparse.Namespace) -> int:
     device = _device(args)
     bf16 = resolve_bf16(_bf16(args), device)
     results: dict = {**b.environment(device), "bf16": bf16}
+    if args.target == "onnx" and (args.preset or device.type != "cpu" or args.window is not None
+                                  or args.keep_margin is not None):
+        raise CommandError("bench onnx times a trained --model as saved, on the CPU (no --preset, --window, "
+                           "--keep-margin; --device cpu)")
     results["minipaint_step"] = b.bench_minipaint(episodes=args.episodes)
     if args.target == "onnx":
         from infinipaint.viewer.commands import DEFAULT_MODEL
 
-        if args.preset or device.type != "cpu":
-            raise CommandError("bench onnx times a trained --model on the CPU (no --preset, --device cpu)")
         frames, _ = b.bench_frames()
         results["onnx"] = {"model": str(args.model or DEFAULT_MODEL),
                            **b.bench_onnx(args.model or DEFAULT_MODEL, frames, b.bench_stream(), args.repeats,
@@ -365,7 +367,7 @@ def _bench_text(r: dict) -> str:
                      f"{o['torch_fp32']['full_step_whole_decode']['median_ms']:.2f} ms, auto "
                      f"{o['torch_auto']['full_step_whole_decode']['median_ms']:.2f} ms")
         px = o["identical_pixels"]
-        lines.append(f"  identical pixels, onnxruntime against PyTorch fp32, over {px['steps']} steps: mean "
+        lines.append(f"  identical pixels, onnxruntime against PyTorch fp32, over {px['frames']} frames (reset and steps): mean "
                      f"{100 * px['mean']:.4f} %, least {100 * px['min']:.4f} %, steps all identical "
                      f"{100 * px['steps_all_identical']:.2f} %")
     for k, v in r.get("training", {}).items():

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .stepping import check_action
 from .vae import COMPRESSION
 
 if TYPE_CHECKING:
@@ -52,20 +53,6 @@ def latent_coord(p: float) -> float:
 def screen_from_latent(u: float) -> float:
     """Latent coordinate -> screen pixel coordinate (inverse of `latent_coord`)."""
     return (u + 0.5) * SCALE - 0.5
-
-
-def check_action(action: Sequence[int], size: int) -> tuple[int, int, int]:
-    """`(x, y, down)` as ints, or ValueError unless `0 <= x, y < size` and `down` is 0 or 1."""
-    try:
-        x, y, down = action
-    except (TypeError, ValueError):
-        raise ValueError(f"an action is (x, y, down), got {action!r}") from None
-    for v in (x, y, down):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise ValueError(f"action values must be integers, got {action!r}")
-    if not (0 <= x < size and 0 <= y < size) or down not in (0, 1):
-        raise ValueError(f"action {tuple(action)} out of range: need 0 <= x, y < {size} and down in {{0, 1}}")
-    return int(x), int(y), int(down)
 
 
 def encode_action(x: int, y: int, down: int, grid: int = GRID) -> np.ndarray:

@@ -43,8 +43,8 @@ from infinipaint.precision import resolve_bf16
 from . import vae as vae_files
 from .checkpoint import load_state_strict, load_weights, read_info
 from .dynamics import DynamicsConfig, LatentCNN
-from .encoding import check_action, drag_origins, next_origins
-from .redraw import redraw_box
+from .encoding import drag_origins, next_origins
+from .stepping import check_action, check_step, redraw_box
 from .vae import VAE
 
 DYNAMICS = "dynamics"
@@ -83,14 +83,8 @@ def _check_frames(frames: np.ndarray, ndim: int, empty: bool = False) -> np.ndar
 
 
 def _check_step(action: object) -> tuple[int, int, int]:
-    """One step `(x, y, down)`: a tuple, list or integer numpy array of 3 ints (`check_action`)."""
-    if isinstance(action, np.ndarray):
-        if action.shape != (3,) or not np.issubdtype(action.dtype, np.integer):
-            raise ValueError(f"an action array must be 3 integers (x, y, down), got {action.dtype} {action.shape}")
-        action = action.tolist()
-    elif not isinstance(action, (tuple, list)):
-        raise ValueError(f"an action is (x, y, down), a tuple of 3 integers, got {type(action).__name__}")
-    return check_action(action, SCREEN)
+    """One step `(x, y, down)`: a tuple, list or integer numpy array of 3 ints (`stepping.check_step`)."""
+    return check_step(action, SCREEN)
 
 
 CGROUP = Path("/sys/fs/cgroup")  # the cgroup v2 hierarchy (Linux)

@@ -68,6 +68,10 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
     def guess_type(self, path: str) -> str:
         return MIME_TYPES.get(Path(path).suffix.lower()) or super().guess_type(path)
 
+    def list_directory(self, path):  # a site is its files: no folder listings
+        self.send_error(404, "No such file")
+        return None
+
     def log_message(self, format: str, *args) -> None:
         if not self.quiet:
             super().log_message(format, *args)
@@ -199,7 +203,7 @@ def export_web(model_dir: Path, out_dir: Path, window: int | None = None, keep_m
                                     "MIT License, Copyright (c) Microsoft Corporation.\n"
                                     f"Files: {', '.join(RUNTIME_FILES)}\n")
     (out_dir / FIRST_FRAME).write_bytes(first_frame())
-    for f in sorted(PAGE_FILES, key=lambda f: f == "index.html"):  # index.html last: the site is complete
+    for f in sorted(PAGE_FILES, key=lambda f: f == "index.html"):  # index.html last
         shutil.copyfile(SITE_SOURCE / f, out_dir / f)
     print(f"{out_dir}: {_mib(out_dir):.1f} MiB (the model {_mib(out_dir / 'model'):.1f} MiB, "
           f"onnxruntime-web {version} {_mib(ort):.1f} MiB)")

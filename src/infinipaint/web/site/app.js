@@ -74,7 +74,7 @@ async function fetchBytes(url, what) {
 }
 
 async function checkFile(bytes, name, entry) {
-  if (!entry) return;
+  if (!entry) throw new Error(`model/model.json names no ${name}: an incomplete export. ${HINT}`);
   if (entry.bytes !== undefined && bytes.length !== entry.bytes) {
     throw new Error(`model/${name} has ${bytes.length} bytes, model.json says ${entry.bytes}: an incomplete or mixed export. ${HINT}`);
   }
