@@ -5,11 +5,12 @@
 //   node tests/web/page_drive.mjs PLAN.json      (or the plan as JSON on stdin)
 //
 // The plan: {url, chromium: "/usr/bin/chromium", timeout_ms, init_script: "JS run before the
-// page's own" (optional), ops: [...]}. Operations, positions in the model's screen pixels (0..223,
-// mapped to the centre of that pixel on the canvas as laid out):
+// page's own" (optional), viewport: {width, height} (optional; 900 x 1000), ops: [...]}. Operations,
+// positions in the model's screen pixels (0..223, mapped to the centre of that pixel on the canvas
+// as laid out):
 //   {op: "move", x, y}   {op: "down"}   {op: "up"}   {op: "wait", ms}   {op: "idle"} (the page's
 //   queue is empty)   {op: "reset"} (clicks the page's Reset button)   {op: "snapshot"} (records
-//   steps and frame now)
+//   steps and frame now)   {op: "screenshot", path: "FILE.png"} (a full-page PNG of the page now)
 // The result: {ready, error (of the driver), page_error, message: {text, visible, error}, steps, frame (base64 RGB),
 // latency, timings, phases, threads, isolated, partial, dropped, snapshots, console}.
 
@@ -30,7 +31,7 @@ const result = { ready: false, error: null, console: [], snapshots: [] };
 
 const browser = await chromium.launch({ executablePath: plan.chromium ?? '/usr/bin/chromium', headless: true, args: ARGS, timeout });
 try {
-  const page = await browser.newPage({ viewport: { width: 900, height: 1000 } });
+  const page = await browser.newPage({ viewport: plan.viewport ?? { width: 900, height: 1000 } });
   page.setDefaultTimeout(timeout);
   page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
@@ -63,6 +64,7 @@ try {
       else if (o.op === 'idle') await page.evaluate(() => window.infinipaint.idle());
       else if (o.op === 'reset') await page.click('#reset');
       else if (o.op === 'snapshot') result.snapshots.push(await state());
+      else if (o.op === 'screenshot') await page.screenshot({ path: o.path, fullPage: true });
       else throw new Error(`unknown operation ${JSON.stringify(o)}`);
     }
     await page.evaluate(() => window.infinipaint.idle());
