@@ -75,7 +75,7 @@ def test_dry_run_prints_the_commands_and_an_estimate_and_runs_nothing(tmp_path):
 def test_tiny_recipe_end_to_end_beats_copying_the_last_frame(tmp_path):
     """The whole chain from nothing in a fresh folder; run again, everything is done and skipped."""
     out, data = tmp_path / "out", tmp_path / "data"
-    log = run_cli("recipe", "tiny", "--out", out, "--data", data, timeout=1800).stdout
+    log = run_cli("recipe", "tiny", "--out", out, "--data", data, timeout=3600).stdout  # ~13 min; far more on a loaded machine
     assert "recipe tiny finished" in log
     for name in ("vae.json", "vae.safetensors", "dynamics.json", "dynamics.safetensors"):
         assert (out / "dynamics" / "model" / name).is_file()
