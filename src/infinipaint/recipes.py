@@ -93,7 +93,7 @@ RECIPES: dict[str, tuple[str, tuple[Step, ...]]] = {
         ),
     ),
     "cpu": (
-        "the kind of model shipped in weights/cpu, the way its model card trains its dynamics (three stages); its VAE "
+        "the kind of model shipped in weights/cpu, the way its model card trains its dynamics (four stages); its VAE "
         "from scratch with the cpu preset (the shipped VAE was fine-tuned from an earlier one of the same body)",
         (
             _generate("cpu", 1.1, "--episodes", "450", "--seed", "0"),
@@ -114,8 +114,13 @@ RECIPES: dict[str, tuple[str, tuple[Step, ...]]] = {
                 "--vae", "{out}/vae", "--init-from", "{out}/dynamics-2", "--out", "{out}/dynamics-3",
                 "--model-set", "hard_same=0.5", "--model-set", "keep_margin=0", "--steps", "1500", "--lr", "5e-4",
                 "--warmup", "100"), 26.0),
+            Step("train the dynamics, fourth stage: harder negatives", "train", (
+                "train", "dynamics", "--data", "{data}/cpu", "--mix", "{data}/drag=0.25", "--mix", "{data}/edge=0.1",
+                "--vae", "{out}/vae", "--init-from", "{out}/dynamics-3", "--out", "{out}/dynamics-4",
+                "--model-set", "hard_same=1.0", "--model-set", "keep_margin=0", "--steps", "1500", "--lr", "3e-4",
+                "--warmup", "50"), 26.0),
             Step("evaluate", "evaluate", (
-                "evaluate", "--model", "{out}/dynamics-3", "--data", "{data}/eval-long", "--split", "all",
+                "evaluate", "--model", "{out}/dynamics-4", "--data", "{data}/eval-long", "--split", "all",
                 "--episodes", "20", "--ceiling-every", "0", "--out", "{out}/eval"), 11.0),
         ),
     ),

@@ -363,7 +363,7 @@ def _bench_text(r: dict) -> str:
             label = name + (f" (bf16 {o[name]['bf16']})" if name == "torch_auto" else "")
             lines.append(f"  {label:<22}" + "".join(f"{o[name][k]['median_ms']:12.2f}"
                                                   for k in ("encode", "dynamics", "decode", "full_step")))
-        lines.append(f"  PyTorch full step decoding whole frames (as onnxruntime does): fp32 "
+        lines.append(f"  PyTorch full step decoding whole frames: fp32 "
                      f"{o['torch_fp32']['full_step_whole_decode']['median_ms']:.2f} ms, auto "
                      f"{o['torch_auto']['full_step_whole_decode']['median_ms']:.2f} ms")
         px = o["identical_pixels"]
