@@ -1,6 +1,6 @@
 """The figures of an `infinipaint evaluate` run that the README and the model card quote, from its
 metrics.json: SSIM / PSNR at steps 1, 150, 500, 800, 1000, the first step below SSIM 0.95, the
-first visible error, the exact-pixel share per phase, press responses in the late phase, toolbar slips.
+first visible error, the exact-pixel share per phase, press responses in the late phase, toolbar slips, pen strokes in the true colour.
 
     .venv/bin/python scripts/summary.py docs/learned-only/eval-long/metrics.json
 """
@@ -27,6 +27,11 @@ def main() -> None:
                                          for k, r in late.items()))
     slips = m["toolbar_slips"]
     print("toolbar slips early / mid / late: " + " / ".join(str(slips['phases'][p]['slips']) for p in ("early", "mid", "late")))
+    ink = m.get("pen_ink")  # absent from metrics.json written before 2026-12-02
+    if ink:
+        cell = lambda r: "-" if r["value"] is None else f"{100 * r['value']:.0f} % (n={r['n']})"  # noqa: E731
+        print("pen strokes in the true colour early / mid / late: " + " / ".join(cell(ink[p]) for p in ("early", "mid", "late")))
+        print("  by ink: " + ", ".join(f"{c} {cell(r)}" for c, r in ink["by_colour"].items()))
     for group, phases in m.get("behaviour", {}).items():
         ev = phases["all"]
         if ev["right"]["n"]:

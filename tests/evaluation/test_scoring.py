@@ -176,6 +176,32 @@ def test_empty_pen_strokes(drawn):
     assert tracker.summary()["empty_pen_strokes"]["early"] == {"value": 0.0 if drawn else 1.0, "n": 1}
 
 
+@pytest.mark.parametrize("model", ["right", "wrong colour", "nothing"])
+def test_pen_ink_is_the_share_of_a_stroke_in_its_true_colour(model):
+    app = Minipaint()
+    frames = [app.reset()]
+    steps = [(CX - 30, CY, 1), (CX, CY, 1), (CX + 30, CY, 1), (CX + 30, CY, 0)]
+    kinds = ["draw", "draw", "draw", "idle"]
+    frames += [app.step(s) for s in steps]
+    footprint = (frames[3] != frames[0]).any(axis=-1)
+    ink = "#" + "".join(f"{v:02x}" for v in frames[3][footprint][0])
+    tracker = Tracker([len(steps)])
+    prev_pred = frames[0]
+    for t in range(1, len(steps) + 1):
+        pred = frames[t].copy()
+        if model == "wrong colour":  # the same stroke in another colour
+            pred[(frames[t] != frames[0]).any(axis=-1)] = (200, 30, 30)
+        elif model == "nothing":
+            pred = frames[0]
+        tracker.update(t, np.array([0]), [kinds[t - 1]], frames[t - 1][None], frames[t][None], prev_pred[None], pred[None])
+        prev_pred = pred
+    summary = tracker.summary()
+    want = 1.0 if model == "right" else 0.0
+    assert summary["pen_ink"]["early"] == {"value": want, "n": 1}
+    assert summary["pen_ink"]["by_colour"] == {ink: {"value": want, "n": 1}}
+    assert summary["empty_pen_strokes"]["early"]["value"] == (1.0 if model == "nothing" else 0.0)
+
+
 def test_toolbar_slips():
     """A prediction that switches to the eraser on a dead click and back on the next press slips once, on
     the dead click; the frames that show the wrong tool count towards the wrong-state share."""

@@ -206,3 +206,30 @@ def test_the_dynamics_runs_on_a_window_around_the_cursor():
     assert not torch.allclose(out[0], ref[0], atol=1e-5)
     with pytest.raises(ValueError, match="window"):
         WorldModel(vae, dyn, window=-1)
+
+
+@pytest.mark.parametrize("grid,radius", [(56, 4), (56, 1), (28, 3)])
+def test_redraw_windows_hold_the_receptive_field_in_few_shapes(grid, radius):
+    from infinipaint.models.stepping import DECODE_TILE, redraw_box
+
+    rng = np.random.default_rng(0)
+    shapes = set()
+    for _ in range(3000):
+        y0, x0 = rng.integers(0, grid, 2)
+        y1, x1 = y0 + rng.integers(0, 12), x0 + rng.integers(0, 12)
+        y1, x1 = min(y1, grid - 1), min(x1, grid - 1)
+        box = redraw_box((int(y0), int(y1)), (int(x0), int(x1)), radius, grid)
+        if box is None:
+            continue
+        (py0, py1, px0, px1), (wy0, wy1, wx0, wx1) = box
+        # The changed cells grown by the radius are pasted ...
+        assert (py0, py1, px0, px1) == (max(y0 - radius, 0), min(y1 + 1 + radius, grid),
+                                         max(x0 - radius, 0), min(x1 + 1 + radius, grid))
+        # ... from a window holding their receptive field, inside the grid ...
+        assert 0 <= wy0 <= max(py0 - radius, 0) and min(py1 + radius, grid) <= wy1 <= grid
+        assert 0 <= wx0 <= max(px0 - radius, 0) and min(px1 + radius, grid) <= wx1 <= grid
+        # ... whose sides are whole tiles (or the grid).
+        for side in (wy1 - wy0, wx1 - wx0):
+            assert side % DECODE_TILE == 0 or side == grid
+        shapes.add((wy1 - wy0, wx1 - wx0))
+    assert 1 < len(shapes) <= (-(-grid // DECODE_TILE)) ** 2

@@ -285,6 +285,9 @@ def markdown(m: dict[str, Any], title: str, files: dict[str, str]) -> str:
         f"{_f(m['eraser_l1'][p]['value'], '{:.1f}')} (n={m['eraser_l1'][p]['n']})" for p, *_ in PHASES) + " |")
     lines.append("| empty pen strokes | " + " | ".join(
         f"{_pct(m['empty_pen_strokes'][p]['value'])} (n={m['empty_pen_strokes'][p]['n']})" for p, *_ in PHASES) + " |")
+    if "pen_ink" in m:  # metrics.json of versions before 2026-12-02 have no pen_ink
+        lines.append("| pen strokes: footprint in the true colour | " + " | ".join(
+            f"{_pct(m['pen_ink'][p]['value'])} (n={m['pen_ink'][p]['n']})" for p, *_ in PHASES) + " |")
     slips = m.get("toolbar_slips")
     if slips:
         lines.append("| toolbar slips (wrong-state frames) | " + " | ".join(

@@ -77,6 +77,9 @@ DEFINITIONS = {
     "eraser_l1": "mean |pred - truth| x255 over the pixels each true erase step changed, averaged over erase steps",
     "empty_pen_strokes": f"share of pen strokes (runs of draw steps) where no pixel of the true footprint changed "
                          f"by more than {VISIBLE_DELTA}/255 in the prediction from before the stroke to its end",
+    "pen_ink": f"per pen stroke, the share of its true footprint (the pixels the truth changed during it) that the "
+               f"prediction shows in the true colour at its end (every channel within {VISIBLE_DELTA}/255), averaged "
+               f"over strokes; by_colour: over all phases, by the stroke's true ink (its most common footprint colour)",
     "toolbar_slips": "steps at which the predicted toolbar (nearest Minipaint-rendered state) stops showing the true "
                      "tool, colour and size, by phase and by the kind of the step; wrong_share: frames showing a wrong state",
     "behaviour": f"per group of recorded activities, the share of events (runs of its steps) after which the "
@@ -257,6 +260,8 @@ class Tracker:
         self.responses: dict[str, dict[str, list[bool]]] = {c: {p: [] for p, *_ in PHASES} for c in self.controls}
         self.eraser: dict[str, list[float]] = {p: [] for p, *_ in PHASES}
         self.strokes: dict[str, list[bool]] = {p: [] for p, *_ in PHASES}
+        self.ink: dict[str, list[float]] = {p: [] for p, *_ in PHASES}  # per stroke: share of its footprint in the right colour
+        self.ink_by_colour: dict[str, list[float]] = {}
         # Open stroke per episode: first step, footprint (224, 224) bool, prediction before it.
         self._stroke: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         # Toolbar state per episode and step: 1 when the prediction shows the true state, 0 when not.
@@ -298,9 +303,9 @@ class Tracker:
                     self._stroke[e] = (step, np.zeros(truth.shape[1:3], bool), prev_pred[i].copy())
                 self._stroke[e][1][(prev_truth[i] != truth[i]).any(axis=-1)] = True
                 if step == self.lengths[e]:
-                    self._close_stroke(e, pred[i])
+                    self._close_stroke(e, pred[i], truth[i])
             elif e in self._stroke:
-                self._close_stroke(e, prev_pred[i])
+                self._close_stroke(e, prev_pred[i], prev_truth[i])
             group = _GROUP_OF.get(activities[i]) if activities is not None else None
             if e in self._event and self._event[e][0] != group:
                 self._close_event(e, prev_truth[i], prev_pred[i])
@@ -313,11 +318,16 @@ class Tracker:
         self.toolbar_right[episodes, step - 1] = right
         return s
 
-    def _close_stroke(self, e: int, pred_end: np.ndarray) -> None:
+    def _close_stroke(self, e: int, pred_end: np.ndarray, truth_end: np.ndarray) -> None:
         first, footprint, before = self._stroke.pop(e)
         if footprint.any():
             drawn = _diff(pred_end, before)[footprint] > VISIBLE_DELTA
             self.strokes[phase_of(first)].append(not drawn.any())
+            right = float((_diff(pred_end, truth_end)[footprint] <= VISIBLE_DELTA).mean())
+            self.ink[phase_of(first)].append(right)
+            colours, counts = np.unique(truth_end[footprint], axis=0, return_counts=True)
+            ink = "#" + "".join(f"{int(v):02x}" for v in colours[counts.argmax()])
+            self.ink_by_colour.setdefault(ink, []).append(right)
 
     def _close_event(self, e: int, truth: np.ndarray, pred: np.ndarray) -> None:
         group, first, truth_before, pred_before = self._event.pop(e)
@@ -378,6 +388,8 @@ class Tracker:
             "responses": {},
             "eraser_l1": {p: {"value": _mean_or_none(v), "n": len(v)} for p, v in self.eraser.items()},
             "empty_pen_strokes": {p: _share(v) for p, v in self.strokes.items()},
+            "pen_ink": {**{p: {"value": _mean_or_none(v), "n": len(v)} for p, v in self.ink.items()},
+                        "by_colour": {c: {"value": _mean_or_none(v), "n": len(v)} for c, v in sorted(self.ink_by_colour.items())}},
             "toolbar_slips": self._slip_summary(n_steps),
             "behaviour": self._behaviour_summary(),
             "definitions": DEFINITIONS,

@@ -28,8 +28,9 @@ from .inference import QUEUE, THREADS
 DEFAULT_MODEL = Path("weights/cpu")
 DEMO_SEED, DEMO_EPISODE = 2026, 0  # a seed never used for training data
 # oneDNN keeps the kernels it built for every input shape it has seen, up to 1,024 by default.
-# The viewer decodes tiles of many sizes, so a session fills that cache; capped at 64 kernels it
-# holds ~60 MB over 1,500 steps of weights/cpu, at the same median step time (21-22 ms).
+# The viewer decodes windows whose sides are whole tiles (`models.stepping.DECODE_TILE`): with
+# weights/cpu a long session sees ~35 shapes, all of them held by a cache of 64 kernels; the cap
+# bounds what another model's shapes can take.
 ONEDNN_PRIMITIVE_CACHE = "64"
 
 
