@@ -147,7 +147,7 @@ function changedBox(a, b, n) {
 // A span lo..hi of cells grown to a multiple of DECODE_TILE, inside 0..n (as `stepping.redraw_box`:
 // few window shapes, whose kernels are built once).
 const DECODE_TILE = 8;
-function tile(lo, hi, n) {
+function tileSpan(lo, hi, n) {
   const size = Math.min(Math.ceil((hi - lo) / DECODE_TILE) * DECODE_TILE, n);
   lo = Math.max(Math.min(lo, n - size), 0);
   return [lo, lo + size];
@@ -162,8 +162,8 @@ async function decodeChanged(box) {
   const n = meta.grid, r = meta.decode_radius, s = meta.screen / meta.grid;
   if (!partial) return decodeWhole();
   const [py0, py1, px0, px1] = [Math.max(box[0] - r, 0), Math.min(box[1] + r, n), Math.max(box[2] - r, 0), Math.min(box[3] + r, n)];
-  const [wy0, wy1] = tile(Math.max(py0 - r, 0), Math.min(py1 + r, n), n);
-  const [wx0, wx1] = tile(Math.max(px0 - r, 0), Math.min(px1 + r, n), n);
+  const [wy0, wy1] = tileSpan(Math.max(py0 - r, 0), Math.min(py1 + r, n), n);
+  const [wx0, wx1] = tileSpan(Math.max(px0 - r, 0), Math.min(px1 + r, n), n);
   const h = wy1 - wy0, w = wx1 - wx0, c = meta.latent_channels;
   if (h * w > 0.6 * n * n) return decodeWhole();
   const z = state.latent.data, crop = new Float32Array(c * h * w);
