@@ -86,7 +86,6 @@ RECIPES: dict[str, tuple[str, tuple[Step, ...]]] = {
                 "--model-set", "hidden=32", "--model-set", "blocks=2", "--model-set", "groups=8",
                 "--model-set", "dilations=[1,2]", "--model-set", "context=32", "--model-set", "norm=channel",
                 "--model-set", "train_crop=24", "--model-set", "unroll=2", "--model-set", "hard_same=1.0",
-                "--model-set", "keep_margin=0",
                 "--out", "{out}/dynamics", "--steps", "1000", "--batch-size", "16", "--val-every", "500"), 5.5),
             Step("evaluate", "evaluate", (
                 "evaluate", "--model", "{out}/dynamics", "--data", "{data}/tiny", "--split", "test", "--episodes", "4",
